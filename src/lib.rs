@@ -1,0 +1,6 @@
+//! Tidewater: a Kafka-API-compatible broker, one pinned glommio executor per core.
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod shard;
+pub mod storage;

@@ -1,0 +1,85 @@
+//! Per-partition segmented log. See ARCHITECTURE.md ("Storage") for the on-disk format.
+//!
+//! A `PartitionLog` is owned by exactly one shard and is not `Send`. Appends assign offsets
+//! synchronously (before the first `.await`), so a caller that checks producer state and then
+//! appends without awaiting in between sees a consistent log.
+
+pub mod batch;
+pub mod log;
+pub mod offsets;
+
+pub use log::{AppendResult, Appended, PartitionLog, ReadChunks};
+pub use offsets::{HighWatermark, LogEndOffset, LogStartOffset};
+
+/// Kafka error codes the storage layer maps to.
+pub mod error_code {
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("corrupt message: {0}")]
+    CorruptMessage(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("batch of {0} bytes is larger than allowed")]
+    MessageTooLarge(usize),
+    #[error("offset {offset} out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("log is closed")]
+    Closed,
+}
+
+impl StorageError {
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            StorageError::CorruptMessage(_) => error_code::CORRUPT_MESSAGE,
+            StorageError::InvalidRecord(_) => error_code::INVALID_RECORD,
+            StorageError::MessageTooLarge(_) => error_code::MESSAGE_TOO_LARGE,
+            StorageError::OffsetOutOfRange { .. } => error_code::OFFSET_OUT_OF_RANGE,
+            StorageError::Io(_) | StorageError::Closed => error_code::KAFKA_STORAGE_ERROR,
+        }
+    }
+}
+
+/// Per-log settings, named after Kafka's topic configs (units last).
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `segment.bytes`
+    pub segment_bytes_max: u64,
+    /// `segment.ms`
+    pub segment_ms: i64,
+    /// `index.interval.bytes`
+    pub index_interval_bytes: u32,
+    /// `retention.ms` (-1: keep forever)
+    pub retention_ms: i64,
+    /// `retention.bytes` (-1: unlimited)
+    pub retention_bytes: i64,
+    /// `flush.messages`: None = flush before every ack (durable-before-ack, the default).
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: None = flush before every ack.
+    pub flush_ms: Option<u64>,
+    /// `max.message.bytes`: largest batch accepted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            flush_messages: None,
+            flush_ms: None,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
