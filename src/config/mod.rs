@@ -1,1 +1,321 @@
-//! config
+//! Broker configuration. Settings come, in increasing priority, from embedded defaults, a TOML
+//! file (`--config`), environment variables (`TIDEWATER_` + the property name upper-cased with
+//! dots as underscores, e.g. `TIDEWATER_LOG_RETENTION_MS`) and command-line flags. Property
+//! names are Kafka's where Kafka has one.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::storage::LogConfig;
+
+/// Every property the broker understands, with its default and meaning.
+pub const PROPERTIES: &[(&str, &str, &str)] = &[
+    ("log.dirs", "./data", "Data directory (one directory)."),
+    (
+        "listeners",
+        "127.0.0.1:9092",
+        "HOST:PORT the Kafka listener binds on every shard (SO_REUSEPORT).",
+    ),
+    (
+        "advertised.listeners",
+        "",
+        "HOST:PORT given to clients in Metadata; defaults to `listeners`.",
+    ),
+    ("node.id", "0", "This broker's id."),
+    (
+        "tidewater.cores",
+        "0",
+        "Shards (one pinned executor per core); 0 = every available core.",
+    ),
+    (
+        "num.partitions",
+        "1",
+        "Partitions of auto-created topics and of CreateTopics with -1.",
+    ),
+    (
+        "default.replication.factor",
+        "1",
+        "Replication factor of auto-created topics (single node: 1).",
+    ),
+    (
+        "auto.create.topics.enable",
+        "true",
+        "Create unknown topics on Metadata and Produce.",
+    ),
+    (
+        "message.max.bytes",
+        "1048588",
+        "Largest record batch accepted.",
+    ),
+    (
+        "socket.request.max.bytes",
+        "104857600",
+        "Largest request frame; larger frames close the connection.",
+    ),
+    (
+        "queued.max.requests",
+        "500",
+        "Requests in flight per connection before reading pauses.",
+    ),
+    (
+        "max.connections",
+        "10000",
+        "Connections per broker; further accepts are closed at once.",
+    ),
+    (
+        "log.segment.bytes",
+        "1073741824",
+        "Segment size before rolling.",
+    ),
+    ("log.roll.ms", "604800000", "Segment age before rolling."),
+    (
+        "log.retention.ms",
+        "604800000",
+        "Delete closed segments older than this (-1: forever).",
+    ),
+    (
+        "log.retention.bytes",
+        "-1",
+        "Delete oldest closed segments beyond this size (-1: unlimited).",
+    ),
+    (
+        "log.index.interval.bytes",
+        "4096",
+        "Bytes between sparse index entries.",
+    ),
+    (
+        "log.flush.interval.messages",
+        "",
+        "Flush every N messages instead of before every ack (empty: durable before ack).",
+    ),
+    (
+        "log.flush.interval.ms",
+        "",
+        "Flush every N ms instead of before every ack (empty: durable before ack).",
+    ),
+    (
+        "log.retention.check.interval.ms",
+        "300000",
+        "How often retention runs.",
+    ),
+    (
+        "tidewater.shard.request.memory.bytes",
+        "268435456",
+        "Request bytes in flight per shard; reading pauses beyond it.",
+    ),
+    (
+        "tidewater.shard.cache.bytes",
+        "268435456",
+        "Recent-batch read cache per shard.",
+    ),
+    (
+        "tidewater.cross.shard.queue.depth",
+        "1024",
+        "Messages queued from one shard to another.",
+    ),
+    (
+        "offsets.topic.num.partitions",
+        "50",
+        "Partitions of __consumer_offsets.",
+    ),
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub node_id: i32,
+    pub cores: usize,
+    pub num_partitions: i32,
+    pub auto_create_topics_enable: bool,
+    pub message_max_bytes: usize,
+    pub socket_request_max_bytes: usize,
+    pub queued_max_requests: usize,
+    pub max_connections: usize,
+    pub log: LogConfig,
+    pub retention_check_interval_ms: u64,
+    pub shard_request_memory_bytes: usize,
+    pub shard_cache_bytes: usize,
+    pub cross_shard_queue_depth: usize,
+    pub offsets_topic_num_partitions: i32,
+}
+
+/// Flattens a TOML document into dotted property names: both `"log.dirs" = ".."` and
+/// `[log] dirs = ".."` give `log.dirs`.
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from file, environment and explicit overrides (flags).
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Config> {
+        let mut props: BTreeMap<String, String> = PROPERTIES
+            .iter()
+            .map(|(k, v, _)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let doc: toml::Value = text
+                .parse()
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let mut from_file = BTreeMap::new();
+            flatten("", &doc, &mut from_file);
+            for (k, v) in from_file {
+                if !props.contains_key(&k) {
+                    bail!("unknown property `{k}` in {}", path.display());
+                }
+                props.insert(k, v);
+            }
+        }
+        let names: Vec<String> = props.keys().cloned().collect();
+        for k in names {
+            let env_name = format!("TIDEWATER_{}", k.to_uppercase().replace('.', "_"));
+            if let Ok(v) = std::env::var(&env_name) {
+                props.insert(k, v);
+            }
+        }
+        for (k, v) in overrides {
+            props.insert(k.clone(), v.clone());
+        }
+        Config::from_properties(&props)
+    }
+
+    pub fn from_properties(p: &BTreeMap<String, String>) -> anyhow::Result<Config> {
+        fn get<T: std::str::FromStr>(p: &BTreeMap<String, String>, k: &str) -> anyhow::Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            let raw = p.get(k).ok_or_else(|| anyhow!("missing property {k}"))?;
+            raw.trim()
+                .parse::<T>()
+                .map_err(|e| anyhow!("property {k} = {raw:?}: {e}"))
+        }
+        fn opt_u64(p: &BTreeMap<String, String>, k: &str) -> anyhow::Result<Option<u64>> {
+            match p.get(k).map(|s| s.trim()) {
+                None | Some("") => Ok(None),
+                Some(v) => Ok(Some(
+                    v.parse()
+                        .map_err(|e| anyhow!("property {k} = {v:?}: {e}"))?,
+                )),
+            }
+        }
+        let listen: SocketAddr = get::<String>(p, "listeners")?
+            .trim_start_matches("PLAINTEXT://")
+            .parse()
+            .map_err(|e| anyhow!("listeners: {e}"))?;
+        let advertised = get::<String>(p, "advertised.listeners")?;
+        let advertised = advertised.trim_start_matches("PLAINTEXT://");
+        let (advertised_host, advertised_port) = if advertised.is_empty() {
+            (listen.ip().to_string(), listen.port() as i32)
+        } else {
+            let (h, port) = advertised
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow!("advertised.listeners must be HOST:PORT"))?;
+            (
+                h.to_string(),
+                port.parse()
+                    .map_err(|e| anyhow!("advertised.listeners port: {e}"))?,
+            )
+        };
+        let mut cores: usize = get(p, "tidewater.cores")?;
+        if cores == 0 {
+            cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+        }
+        let message_max_bytes: usize = get(p, "message.max.bytes")?;
+        let log = LogConfig {
+            segment_bytes_max: get(p, "log.segment.bytes")?,
+            segment_ms: get(p, "log.roll.ms")?,
+            index_interval_bytes: get(p, "log.index.interval.bytes")?,
+            retention_ms: get(p, "log.retention.ms")?,
+            retention_bytes: get(p, "log.retention.bytes")?,
+            flush_messages: opt_u64(p, "log.flush.interval.messages")?,
+            flush_ms: opt_u64(p, "log.flush.interval.ms")?,
+            max_message_bytes: message_max_bytes,
+        };
+        Ok(Config {
+            data_dir: PathBuf::from(get::<String>(p, "log.dirs")?),
+            listen,
+            advertised_host,
+            advertised_port,
+            node_id: get(p, "node.id")?,
+            cores,
+            num_partitions: get(p, "num.partitions")?,
+            auto_create_topics_enable: get(p, "auto.create.topics.enable")?,
+            message_max_bytes,
+            socket_request_max_bytes: get(p, "socket.request.max.bytes")?,
+            queued_max_requests: get::<usize>(p, "queued.max.requests")?.max(1),
+            max_connections: get(p, "max.connections")?,
+            log,
+            retention_check_interval_ms: get(p, "log.retention.check.interval.ms")?,
+            shard_request_memory_bytes: get(p, "tidewater.shard.request.memory.bytes")?,
+            shard_cache_bytes: get(p, "tidewater.shard.cache.bytes")?,
+            cross_shard_queue_depth: get::<usize>(p, "tidewater.cross.shard.queue.depth")?.max(1),
+            offsets_topic_num_partitions: get(p, "offsets.topic.num.partitions")?,
+        })
+    }
+
+    /// Defaults for tests.
+    pub fn for_tests(data_dir: &Path, cores: usize) -> Config {
+        let mut o = BTreeMap::new();
+        o.insert("log.dirs".to_string(), data_dir.display().to_string());
+        o.insert("tidewater.cores".to_string(), cores.to_string());
+        o.insert("listeners".to_string(), "127.0.0.1:0".to_string());
+        let props: BTreeMap<String, String> = PROPERTIES
+            .iter()
+            .map(|(k, v, _)| (k.to_string(), v.to_string()))
+            .chain(o)
+            .collect();
+        Config::from_properties(&props).expect("default properties parse")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_env_and_flags_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "auto.create.topics.enable = false\n\"num.partitions\" = 3\n[log]\nsegment.bytes = 1000\n")
+            .expect("write");
+        let mut o = BTreeMap::new();
+        o.insert("listeners".into(), "127.0.0.1:19999".into());
+        let c = Config::load(Some(&f), &o).expect("load");
+        assert!(!c.auto_create_topics_enable);
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.log.segment_bytes_max, 1000);
+        assert_eq!(c.listen.port(), 19999);
+        assert_eq!(c.advertised_port, 19999);
+        std::fs::write(&f, "bogus.key = 1\n").expect("write");
+        assert!(Config::load(Some(&f), &BTreeMap::new()).is_err());
+    }
+}

@@ -1,1 +1,79 @@
-//! server
+//! The Kafka listener: accept loop, per-connection request pipeline, dispatch to one handler
+//! file per API (`handlers/`), and the topic lifecycle (`topics`).
+
+pub mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod topics;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+
+use crate::shard::Shard;
+
+/// Accepts connections on this shard (every shard binds the port with SO_REUSEPORT; the kernel
+/// spreads connections) until cancelled at shutdown.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    // `max.connections` is per broker; each shard takes its share.
+    let per_shard_max = shard
+        .config
+        .max_connections
+        .div_ceil(shard.nr_shards)
+        .max(1);
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if shard.connections.get() >= per_shard_max {
+                    tracing::warn!(
+                        shard = shard.id,
+                        "max.connections reached; closing new connection"
+                    );
+                    drop(stream);
+                    continue;
+                }
+                shard.connections.set(shard.connections.get() + 1);
+                let s = shard.clone();
+                glommio::spawn_local(async move {
+                    if let Err(e) = connection::serve(s.clone(), stream).await {
+                        tracing::debug!(shard = s.id, "connection closed: {e}");
+                    }
+                    s.connections.set(s.connections.get() - 1);
+                })
+                .detach();
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, "accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Splits per-partition work by owning shard, keeping each item's position in the request so
+/// answers can be put back in order. Items for unknown partitions are returned separately.
+pub fn group_by_shard<T>(
+    shard: &Shard,
+    items: Vec<(String, i32, T)>,
+) -> (
+    Vec<(usize, Vec<(usize, String, i32, T)>)>,
+    Vec<(usize, String, i32, T)>,
+) {
+    let cat = shard.catalog();
+    let mut by_shard: Vec<Vec<(usize, String, i32, T)>> =
+        (0..shard.nr_shards).map(|_| Vec::new()).collect();
+    let mut unknown = Vec::new();
+    for (pos, (topic, partition, item)) in items.into_iter().enumerate() {
+        match cat.shard_for(&topic, partition) {
+            Some(s) => by_shard[s].push((pos, topic, partition, item)),
+            None => unknown.push((pos, topic, partition, item)),
+        }
+    }
+    let grouped = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    (grouped, unknown)
+}

@@ -1,0 +1,138 @@
+//! One client connection: read frames, dispatch each (in order), let handlers run concurrently,
+//! and write responses strictly in request order, as Kafka requires.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use anyhow::bail;
+use bytes::{Bytes, BytesMut};
+use futures::future::{select, Either};
+use futures_lite::AsyncReadExt;
+use glommio::net::TcpStream;
+use glommio::sync::StaticPermit;
+use glommio::task::JoinHandle;
+
+use super::dispatch::{self, Dispatched};
+use crate::protocol::frame::{split_frame, FrameError};
+use crate::protocol::sendmsg::write_all_vectored;
+use crate::shard::Shard;
+
+/// Bytes read from the socket at a time when no larger frame is pending.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A response being produced: `None` means the request gets no response (acks=0 produce).
+type Pending = JoinHandle<Option<Vec<Bytes>>>;
+
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let max_frame = shard.config.socket_request_max_bytes;
+    let inflight_max = shard.config.queued_max_requests;
+    let budget = shard.config.shard_request_memory_bytes.max(1) as u64;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut inflight: VecDeque<Pending> = VecDeque::new();
+    // Memory reserved for the frame being read, so a huge request waits instead of growing RSS.
+    let mut frame_permit: Option<StaticPermit> = None;
+    let mut needed = 4usize;
+    let mut eof = false;
+    let mut closing: Option<String> = None;
+    loop {
+        // Dispatch every complete frame (in order) while there is room in flight.
+        while closing.is_none() && inflight.len() < inflight_max && !shard.shared.is_shutting_down()
+        {
+            match split_frame(&mut buf, max_frame, &mut needed) {
+                Ok(Some(frame)) => {
+                    let permit = match frame_permit.take() {
+                        Some(p) => p,
+                        None => acquire(&shard, (frame.len() as u64).min(budget)).await?,
+                    };
+                    match dispatch::dispatch(&shard, frame).await {
+                        Dispatched::Respond(fut) => {
+                            let task = glommio::spawn_local(async move {
+                                let r = fut.await;
+                                drop(permit);
+                                r
+                            });
+                            inflight.push_back(task.detach());
+                        }
+                        Dispatched::Close(why) => closing = Some(why),
+                    }
+                }
+                Ok(None) => {
+                    if needed > 4 && frame_permit.is_none() && needed > buf.len() + READ_CHUNK_BYTES
+                    {
+                        frame_permit = Some(acquire(&shard, (needed as u64).min(budget)).await?);
+                    }
+                    break;
+                }
+                Err(FrameError::BadSize(size)) => closing = Some(format!("bad frame size {size}")),
+            }
+        }
+        let stop_reading = eof || closing.is_some() || shard.shared.is_shutting_down();
+        if stop_reading && inflight.is_empty() {
+            if let Some(why) = closing {
+                bail!("closing connection: {why}");
+            }
+            return Ok(());
+        }
+        let can_read = !stop_reading && inflight.len() < inflight_max;
+        if can_read {
+            let want = needed
+                .saturating_sub(buf.len())
+                .clamp(READ_CHUNK_BYTES, max_frame + 4);
+            let filled = buf.len();
+            buf.resize(filled + want, 0);
+            let head = inflight.front_mut();
+            let read = stream.read(&mut buf[filled..]);
+            let outcome = match head {
+                Some(task) => match select(read, task).await {
+                    Either::Left((n, _)) => Ok(n),
+                    Either::Right((resp, _)) => Err(resp),
+                },
+                None => Ok(read.await),
+            };
+            match outcome {
+                Ok(n) => {
+                    let n = match n {
+                        Ok(n) => n,
+                        Err(e) => {
+                            buf.truncate(filled);
+                            return Err(e.into());
+                        }
+                    };
+                    buf.truncate(filled + n);
+                    if n == 0 {
+                        eof = true;
+                    }
+                }
+                Err(resp) => {
+                    buf.truncate(filled);
+                    inflight.pop_front();
+                    write_response(&mut stream, resp).await?;
+                }
+            }
+        } else if let Some(task) = inflight.pop_front() {
+            let resp = task.await;
+            write_response(&mut stream, resp).await?;
+        }
+    }
+}
+
+async fn acquire(shard: &Rc<Shard>, units: u64) -> anyhow::Result<StaticPermit> {
+    shard
+        .request_memory
+        .acquire_static_permit(units)
+        .await
+        .map_err(|e| anyhow::anyhow!("request memory semaphore closed: {e}"))
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    resp: Option<Option<Vec<Bytes>>>,
+) -> anyhow::Result<()> {
+    match resp {
+        // The handler task was cancelled: the executor is stopping.
+        None => bail!("handler cancelled"),
+        Some(None) => Ok(()),
+        Some(Some(parts)) => Ok(write_all_vectored(stream, &parts).await?),
+    }
+}

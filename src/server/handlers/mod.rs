@@ -1,0 +1,11 @@
+//! One file per Kafka API. Each states its supported version range at the top; the ranges
+//! advertised by ApiVersions come from `protocol::api_versions::SUPPORTED`.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;

@@ -1,0 +1,145 @@
+//! Starting and stopping the shards.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
+
+use super::{Shard, ShardMsg, Shared};
+use crate::config::Config;
+use crate::controller::Catalog;
+use crate::storage::log::StorageEnv;
+
+/// Cross-shard messages being processed at once per shard (their futures are spawned).
+pub const CROSS_SHARD_TASKS_MAX: u64 = 4096;
+/// How often shards look at the shutdown flag.
+const SHUTDOWN_POLL_MS: u64 = 50;
+/// Longest wait for connections to finish their in-flight requests at shutdown.
+const DRAIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Runs the broker until `shared.shutdown` is set and every shard has stopped.
+pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let catalog = Arc::new(Catalog::load(&config.data_dir, config.cores)?);
+    let n = config.cores;
+    let cpus = CpuSet::online().ok();
+    let placement = match &cpus {
+        Some(c) if c.len() >= n => PoolPlacement::MaxSpread(n, cpus.clone()),
+        _ => PoolPlacement::Unbound(n),
+    };
+    let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(n, config.cross_shard_queue_depth);
+    tracing::info!(shards = n, listen = %config.listen, data_dir = %config.data_dir.display(), "starting tidewater");
+    let handles = LocalExecutorPoolBuilder::new(placement)
+        .name("tidewater-shard")
+        .on_all_shards(move || {
+            let config = config.clone();
+            let shared = shared.clone();
+            let catalog = catalog.clone();
+            let mesh = mesh.clone();
+            async move { shard_main(config, shared, catalog, mesh).await }
+        })
+        .map_err(|e| anyhow::anyhow!("starting shard executors: {e}"))?;
+    let mut failed = None;
+    for r in handles.join_all() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => failed = Some(anyhow::anyhow!("shard thread failed: {e:?}")),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn shard_main(
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    catalog: Arc<Catalog>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+) -> anyhow::Result<()> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| anyhow::anyhow!("mesh join failed"))?;
+    let id = senders.peer_id();
+    let storage = StorageEnv::dma(&config.data_dir, config.shard_cache_bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!("shard {id}: storage: {e}"))?;
+    let shard = Rc::new(Shard::new(
+        id,
+        config.clone(),
+        shared.clone(),
+        senders,
+        catalog.clone(),
+        storage,
+    ));
+    // Open the partitions this shard owns before serving anything for them.
+    crate::server::topics::open_owned_partitions(&shard).await?;
+    // Drain cross-shard queues: each message runs its synchronous part in arrival order.
+    let tasks = Rc::new(glommio::sync::Semaphore::new(CROSS_SHARD_TASKS_MAX));
+    for (_peer, stream) in receivers.streams() {
+        let shard = shard.clone();
+        let tasks = tasks.clone();
+        glommio::spawn_local(async move {
+            let mut stream = stream;
+            while let Some(msg) = stream.next().await {
+                let permit = match tasks.acquire_static_permit(1).await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                };
+                let fut = msg(&shard);
+                glommio::spawn_local(async move {
+                    fut.await;
+                    drop(permit);
+                })
+                .detach();
+            }
+        })
+        .detach();
+    }
+    let listener = glommio::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("shard {id}: binding {}: {e}", config.listen))?;
+    shared.started.fetch_add(1, Ordering::SeqCst);
+    tracing::info!(
+        shard = id,
+        partitions = shard.all_partitions().len(),
+        "shard ready"
+    );
+    let accept = glommio::spawn_local(crate::server::accept_loop(shard.clone(), listener));
+    let ticker = glommio::spawn_local(crate::server::topics::maintenance_loop(shard.clone()));
+
+    while !shared.is_shutting_down() {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+    }
+    // Phase 1: stop accepting, let connections finish what they started.
+    accept.cancel().await;
+    let drain_deadline = std::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);
+    while shard.connections.get() > 0 && std::time::Instant::now() < drain_deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    shared.drained.fetch_add(1, Ordering::SeqCst);
+    // Other shards may still need our partitions until they have drained too.
+    while shared.drained.load(Ordering::SeqCst) < shard.nr_shards
+        && std::time::Instant::now() < drain_deadline
+    {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    ticker.cancel().await;
+    // Phase 2: flush and close every log.
+    for p in shard.all_partitions() {
+        if let Err(e) = p.log.close().await {
+            tracing::error!(topic = %p.topic, partition = p.index, "close failed: {e}");
+        }
+    }
+    tracing::info!(shard = id, "shard stopped");
+    Ok(())
+}
