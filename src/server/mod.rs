@@ -51,18 +51,17 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// Per-partition work for one shard: (position in the request, topic, partition, item).
+pub type ShardWork<T> = Vec<(usize, String, i32, T)>;
+
 /// Splits per-partition work by owning shard, keeping each item's position in the request so
 /// answers can be put back in order. Items for unknown partitions are returned separately.
 pub fn group_by_shard<T>(
     shard: &Shard,
     items: Vec<(String, i32, T)>,
-) -> (
-    Vec<(usize, Vec<(usize, String, i32, T)>)>,
-    Vec<(usize, String, i32, T)>,
-) {
+) -> (Vec<(usize, ShardWork<T>)>, ShardWork<T>) {
     let cat = shard.catalog();
-    let mut by_shard: Vec<Vec<(usize, String, i32, T)>> =
-        (0..shard.nr_shards).map(|_| Vec::new()).collect();
+    let mut by_shard: Vec<ShardWork<T>> = (0..shard.nr_shards).map(|_| Vec::new()).collect();
     let mut unknown = Vec::new();
     for (pos, (topic, partition, item)) in items.into_iter().enumerate() {
         match cat.shard_for(&topic, partition) {

@@ -22,6 +22,7 @@ use crate::server::group_by_shard;
 use crate::server::topics::{self, now_ms};
 use crate::shard::{Shard, ShardMsg};
 use crate::storage::batch::validate_batches;
+use crate::storage::StorageError;
 
 /// Outcome of one partition: (error, base offset, log append time, log start offset).
 #[derive(Debug, Clone, Copy)]
@@ -66,9 +67,9 @@ pub fn stage(
         Ok(h) => h,
         Err(e) => {
             tracing::debug!(topic, partition, "rejected produce: {e}");
-            return ready(PartitionOutcome::err(match e.kafka_error_code() {
-                2 => ErrorCode::CorruptMessage,
-                10 => ErrorCode::MessageTooLarge,
+            return ready(PartitionOutcome::err(match e {
+                StorageError::CorruptMessage(_) => ErrorCode::CorruptMessage,
+                StorageError::MessageTooLarge(_) => ErrorCode::MessageTooLarge,
                 _ => ErrorCode::InvalidRecord,
             }));
         }
@@ -158,7 +159,7 @@ pub async fn dispatch(shard: &Rc<Shard>, ctx: RequestCtx, req: ProduceRequest) -
     let total = items.len();
     let mut outcomes: Vec<Option<PartitionOutcome>> = vec![None; total];
     let mut waits: Vec<LocalBoxFuture<'static, Vec<(usize, PartitionOutcome)>>> = Vec::new();
-    if !matches!(acks, 0 | 1 | -1) {
+    if !(-1..=1).contains(&acks) {
         outcomes
             .iter_mut()
             .for_each(|o| *o = Some(PartitionOutcome::err(ErrorCode::InvalidRequiredAcks)));
