@@ -143,6 +143,7 @@ pub struct Config {
     pub shard_cache_bytes: usize,
     pub cross_shard_queue_depth: usize,
     pub offsets_topic_num_partitions: i32,
+    pub spin_before_park_us: u64,
 }
 
 /// Flattens a TOML document into dotted property names: both `"log.dirs" = ".."` and
@@ -279,6 +280,7 @@ impl Config {
             shard_cache_bytes: get(p, "tidewater.shard.cache.bytes")?,
             cross_shard_queue_depth: get::<usize>(p, "tidewater.cross.shard.queue.depth")?.max(1),
             offsets_topic_num_partitions: get(p, "offsets.topic.num.partitions")?,
+            spin_before_park_us: get(p, "tidewater.spin.before.park.us")?,
         })
     }
 

@@ -5,14 +5,14 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use anyhow::bail;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::future::{select, Either};
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use glommio::sync::StaticPermit;
 use glommio::task::JoinHandle;
 
-use super::dispatch::{self, Dispatched};
+use super::dispatch::{self, Dispatched, Response};
 use crate::protocol::frame::{split_frame, FrameError};
 use crate::protocol::sendmsg::write_all_vectored;
 use crate::shard::Shard;
@@ -21,7 +21,7 @@ use crate::shard::Shard;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A response being produced: `None` means the request gets no response (acks=0 produce).
-type Pending = JoinHandle<Option<Vec<Bytes>>>;
+type Pending = JoinHandle<Option<Response>>;
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -127,12 +127,16 @@ async fn acquire(shard: &Rc<Shard>, units: u64) -> anyhow::Result<StaticPermit> 
 
 async fn write_response(
     stream: &mut TcpStream,
-    resp: Option<Option<Vec<Bytes>>>,
+    resp: Option<Option<Response>>,
 ) -> anyhow::Result<()> {
     match resp {
         // The handler task was cancelled: the executor is stopping.
         None => bail!("handler cancelled"),
         Some(None) => Ok(()),
-        Some(Some(parts)) => Ok(write_all_vectored(stream, &parts).await?),
+        Some(Some(r)) => {
+            write_all_vectored(stream, &r.parts).await?;
+            drop(r.memory);
+            Ok(())
+        }
     }
 }

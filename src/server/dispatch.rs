@@ -13,10 +13,26 @@ use crate::protocol::api_versions::supported_range;
 use crate::protocol::frame::peek_request_ids;
 use crate::shard::Shard;
 
+/// An encoded response. `memory` holds the response's share of the shard's request-memory
+/// budget until the connection has written it (large fetch responses).
+pub struct Response {
+    pub parts: Vec<Bytes>,
+    pub memory: Option<glommio::sync::StaticPermit>,
+}
+
+impl From<Vec<Bytes>> for Response {
+    fn from(parts: Vec<Bytes>) -> Self {
+        Response {
+            parts,
+            memory: None,
+        }
+    }
+}
+
 /// What the connection does with a request.
 pub enum Dispatched {
     /// The response (None: no response, as for acks=0) once the future resolves.
-    Respond(LocalBoxFuture<'static, Option<Vec<Bytes>>>),
+    Respond(LocalBoxFuture<'static, Option<Response>>),
     /// Kafka closes the connection for undecodable or unsupported requests.
     Close(String),
 }
@@ -31,7 +47,7 @@ pub struct RequestCtx {
 }
 
 /// Encodes `[size][response header][body]`.
-pub fn encode_response<R: Encodable>(ctx: &RequestCtx, resp: &R) -> Option<Vec<Bytes>> {
+pub fn encode_response<R: Encodable>(ctx: &RequestCtx, resp: &R) -> Option<Response> {
     let header_version = ctx.api_key.response_header_version(ctx.api_version);
     let mut out = BytesMut::with_capacity(64);
     out.put_i32(0);
@@ -46,7 +62,7 @@ pub fn encode_response<R: Encodable>(ctx: &RequestCtx, resp: &R) -> Option<Vec<B
     }
     let size = (out.len() - 4) as i32;
     out[0..4].copy_from_slice(&size.to_be_bytes());
-    Some(vec![out.freeze()])
+    Some(vec![out.freeze()].into())
 }
 
 /// The encoded response header (without the size prefix) for hand-framed responses.

@@ -34,10 +34,12 @@ pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
         Some(c) if c.len() >= n => PoolPlacement::MaxSpread(n, cpus.clone()),
         _ => PoolPlacement::Unbound(n),
     };
+    let spin_us = config.spin_before_park_us;
     let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(n, config.cross_shard_queue_depth);
     tracing::info!(shards = n, listen = %config.listen, data_dir = %config.data_dir.display(), "starting tidewater");
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("tidewater-shard")
+        .spin_before_park(Duration::from_micros(spin_us))
         .on_all_shards(move || {
             let config = config.clone();
             let shared = shared.clone();

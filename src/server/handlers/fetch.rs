@@ -12,7 +12,7 @@ use kafka_protocol::messages::FetchRequest;
 
 use crate::protocol::fetch_response::{self, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ErrorCode;
-use crate::server::dispatch::{response_header, RequestCtx};
+use crate::server::dispatch::{response_header, RequestCtx, Response};
 use crate::server::group_by_shard;
 use crate::shard::Shard;
 use crate::storage::StorageError;
@@ -138,7 +138,7 @@ async fn wait_any(shard: &Rc<Shard>, items: &[(String, i32, Want)], deadline: In
     .await;
 }
 
-pub async fn handle(shard: Rc<Shard>, ctx: RequestCtx, req: FetchRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(shard: Rc<Shard>, ctx: RequestCtx, req: FetchRequest) -> Option<Response> {
     let mut items: Vec<(String, i32, Want)> = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -213,5 +213,11 @@ pub async fn handle(shard: Rc<Shard>, ctx: RequestCtx, req: FetchRequest) -> Opt
     let mut prefix = BytesMut::with_capacity(4);
     prefix.put_i32(size as i32);
     parts.insert(0, prefix.freeze());
-    Some(parts)
+    // Not counted against the shard's request budget: a consumer that stops reading would hold
+    // it and starve others. A connection whose writes block stops reading requests instead, and
+    // its handlers in flight are bounded by `queued.max.requests`.
+    Some(Response {
+        parts,
+        memory: None,
+    })
 }
