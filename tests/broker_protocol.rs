@@ -348,3 +348,22 @@ fn pipelined_requests_are_answered_in_order() {
         );
     }
 }
+
+#[test]
+fn sigterm_with_idle_clients_stops_promptly() {
+    let mut broker = Broker::start(2);
+    let mut idle: Vec<Client> = (0..5).map(|_| broker.client()).collect();
+    for c in idle.iter_mut() {
+        assert_eq!(c.api_versions(3).expect("api versions").error_code, 0);
+    }
+    let started = Instant::now();
+    broker.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    for c in idle.iter_mut() {
+        assert!(c.is_closed());
+    }
+}

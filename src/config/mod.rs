@@ -121,6 +121,11 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "50",
         "Partitions of __consumer_offsets.",
     ),
+    (
+        "tidewater.spin.before.park.us",
+        "0",
+        "Microseconds an idle shard spins before sleeping: lower cross-shard latency, more CPU.",
+    ),
 ];
 
 #[derive(Debug, Clone)]

@@ -20,6 +20,15 @@ use crate::shard::Shard;
 /// Bytes read from the socket at a time when no larger frame is pending.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// How often an idle connection checks whether the broker is shutting down.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Head(Option<Option<Response>>),
+    Tick,
+}
+
 /// A response being produced: `None` means the request gets no response (acks=0 produce).
 type Pending = JoinHandle<Option<Response>>;
 
@@ -81,34 +90,32 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
                 .clamp(READ_CHUNK_BYTES, max_frame + 4);
             let filled = buf.len();
             buf.resize(filled + want, 0);
-            let head = inflight.front_mut();
             let read = stream.read(&mut buf[filled..]);
-            let outcome = match head {
+            let wake = match inflight.front_mut() {
                 Some(task) => match select(read, task).await {
-                    Either::Left((n, _)) => Ok(n),
-                    Either::Right((resp, _)) => Err(resp),
+                    Either::Left((n, _)) => Wake::Read(n),
+                    Either::Right((resp, _)) => Wake::Head(resp),
                 },
-                None => Ok(read.await),
+                // Idle: look at the shutdown flag now and then.
+                None => match select(read, Box::pin(glommio::timer::sleep(IDLE_CHECK))).await {
+                    Either::Left((n, _)) => Wake::Read(n),
+                    Either::Right(_) => Wake::Tick,
+                },
             };
-            match outcome {
-                Ok(n) => {
-                    let n = match n {
-                        Ok(n) => n,
-                        Err(e) => {
-                            buf.truncate(filled);
-                            return Err(e.into());
-                        }
-                    };
+            match wake {
+                Wake::Read(Ok(n)) => {
                     buf.truncate(filled + n);
                     if n == 0 {
                         eof = true;
                     }
                 }
-                Err(resp) => {
+                Wake::Read(Err(e)) => return Err(e.into()),
+                Wake::Head(resp) => {
                     buf.truncate(filled);
                     inflight.pop_front();
                     write_response(&mut stream, resp).await?;
                 }
+                Wake::Tick => buf.truncate(filled),
             }
         } else if let Some(task) = inflight.pop_front() {
             let resp = task.await;

@@ -87,8 +87,12 @@ impl Broker {
                     return;
                 }
             }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             assert!(
-                Instant::now() < deadline,
+                Instant::now() < deadline && exited.is_none(),
                 "broker did not start on {}: {}",
                 self.addr,
                 std::fs::read_to_string(self.log_path()).unwrap_or_default()
