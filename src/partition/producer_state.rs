@@ -9,7 +9,7 @@ use crate::storage::batch::BatchHeader;
 /// Kafka keeps the last 5 batches per producer (max.in.flight.requests.per.connection <= 5).
 pub const BATCHES_CACHED_MAX: usize = 5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedBatch {
     pub first_seq: i32,
     pub last_seq: i32,
@@ -17,7 +17,7 @@ pub struct CachedBatch {
     pub last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<CachedBatch>,
@@ -32,7 +32,7 @@ pub enum SequenceCheck {
     Reject(ErrorCode),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
 }

@@ -96,9 +96,15 @@ async fn open_partition(shard: &Rc<Shard>, topic: &TopicMeta, index: i32) -> any
     let log = PartitionLog::open(&shard.storage, &dir, cfg, now_ms())
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", dir.display()))?;
-    let p = Partition::open(Arc::from(topic.name.as_str()), index, topic.id, log)
-        .await
-        .map_err(|e| anyhow::anyhow!("producer state of {}: {e}", dir.display()))?;
+    let p = Partition::open(
+        Arc::from(topic.name.as_str()),
+        index,
+        topic.id,
+        dir.clone(),
+        log,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("producer state of {}: {e}", dir.display()))?;
     shard.insert_partition(Rc::new(p));
     Ok(())
 }
@@ -371,15 +377,28 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, String> {
         .unwrap_or_else(|| Err("controller unavailable".into()))
 }
 
+/// How often producer-state snapshots are refreshed (bounds the log scan after `kill -9`).
+const PRODUCER_SNAPSHOT_INTERVAL_MS: i64 = 60_000;
+
 /// Background log maintenance on this shard.
 pub async fn maintenance_loop(shard: Rc<Shard>) {
+    let mut last_snapshot_ms = now_ms();
     loop {
         glommio::timer::sleep(Duration::from_millis(MAINTENANCE_INTERVAL_MS)).await;
         let now = now_ms();
+        let snapshot_due = now - last_snapshot_ms >= PRODUCER_SNAPSHOT_INTERVAL_MS;
         for p in shard.all_partitions() {
             if let Err(e) = p.log.tick(now).await {
                 tracing::error!(topic = %p.topic, partition = p.index, "log maintenance failed: {e}");
             }
+            if snapshot_due {
+                if let Err(e) = p.write_snapshot() {
+                    tracing::warn!(topic = %p.topic, partition = p.index, "producer snapshot failed: {e}");
+                }
+            }
+        }
+        if snapshot_due {
+            last_snapshot_ms = now;
         }
     }
 }

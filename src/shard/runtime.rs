@@ -138,7 +138,7 @@ async fn shard_main(
     ticker.cancel().await;
     // Phase 2: flush and close every log.
     for p in shard.all_partitions() {
-        if let Err(e) = p.log.close().await {
+        if let Err(e) = p.close().await {
             tracing::error!(topic = %p.topic, partition = p.index, "close failed: {e}");
         }
     }
