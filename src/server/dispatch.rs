@@ -136,6 +136,9 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
         ApiKey::DeleteTopics => route!(delete_topics),
         ApiKey::ListOffsets => route!(list_offsets),
         ApiKey::InitProducerId => route!(init_producer_id),
+        ApiKey::CreatePartitions => route!(create_partitions),
+        ApiKey::DeleteRecords => route!(delete_records),
+        ApiKey::DescribeConfigs => route!(describe_configs),
         ApiKey::Produce => match decode(&mut body, version) {
             Ok(req) => handlers::produce::dispatch(&shard, ctx, req).await,
             Err(why) => Dispatched::Close(why),

@@ -402,3 +402,54 @@ pub async fn maintenance_loop(shard: Rc<Shard>) {
         }
     }
 }
+
+/// CreatePartitions: grows topics to `count` partitions; runs on the controller shard.
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    requests: Vec<(String, i32)>,
+    validate_only: bool,
+) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
+    let names: Vec<String> = requests.iter().map(|(n, _)| n.clone()).collect();
+    shard
+        .invoke_on(CONTROLLER_SHARD, move |s: Rc<Shard>| async move {
+            let _guard = s.controller_lock.acquire_permit(1).await;
+            let mut cat = (*s.catalog()).clone();
+            let mut out = Vec::new();
+            let mut changed = false;
+            for (name, count) in requests {
+                let current = cat.topics.get(&name).map(|t| t.partitions.len() as i32);
+                let outcome = match current {
+                    None => Err((ErrorCode::UnknownTopicOrPartition, format!("Topic '{name}' does not exist."))),
+                    Some(n) if count <= n => Err((
+                        ErrorCode::InvalidPartitions,
+                        format!("Topic currently has {n} partitions, which is higher than or equal to the requested {count}."),
+                    )),
+                    Some(_) if count > 100_000 => Err((ErrorCode::InvalidPartitions, "At most 100000 partitions".into())),
+                    Some(n) => {
+                        if !validate_only {
+                            let placement = cat.place((count - n) as usize, s.nr_shards);
+                            if let Some(t) = cat.topics.get_mut(&name) {
+                                t.partitions.extend(placement.into_iter().map(|shard| PartitionMeta { shard, leader_epoch: 0 }));
+                            }
+                            changed = true;
+                        }
+                        Ok(())
+                    }
+                };
+                out.push((name, outcome));
+            }
+            if changed {
+                cat.version += 1;
+                if let Err(e) = publish(&s, cat).await {
+                    for (_, o) in out.iter_mut() {
+                        if o.is_ok() {
+                            *o = Err((ErrorCode::UnknownServerError, e.clone()));
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .await
+        .unwrap_or_else(|| names.into_iter().map(|n| (n, Err((ErrorCode::UnknownServerError, "controller unavailable".into())))).collect())
+}
