@@ -5,10 +5,13 @@
 //! appends without awaiting in between sees a consistent log.
 
 pub mod batch;
+pub mod io;
 pub mod log;
+pub mod mem_io;
 pub mod offsets;
+pub mod segment;
 
-pub use log::{AppendResult, Appended, PartitionLog, ReadChunks};
+pub use log::{AppendResult, Appended, PartitionLog, ReadChunks, StorageEnv};
 pub use offsets::{HighWatermark, LogEndOffset, LogStartOffset};
 
 /// Kafka error codes the storage layer maps to.

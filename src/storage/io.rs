@@ -1,0 +1,195 @@
+//! Storage I/O behind a trait, so the log runs on the real disk (glommio DMA files, O_DIRECT)
+//! or on an in-memory backend that injects faults (`mem_io`). Everything is shard-local.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use glommio::io::{DmaFile, OpenOptions};
+
+/// O_DIRECT alignment for offsets and lengths of data-file writes.
+pub const ALIGN: u64 = 4096;
+
+pub fn align_down(v: u64) -> u64 {
+    v & !(ALIGN - 1)
+}
+
+pub fn align_up(v: u64) -> u64 {
+    (v + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// A segment data file. Writes are whole aligned pages: `parts` are copied back to back into
+/// one aligned buffer, zero-padded to a page multiple, and written at `pos` (aligned).
+pub trait SegmentFile {
+    fn write_pages<'a>(
+        &'a self,
+        pos: u64,
+        parts: &'a [&'a [u8]],
+    ) -> LocalBoxFuture<'a, io::Result<()>>;
+    /// Reads up to `len` bytes at `pos` (fewer at end of file), copied into ordinary `Bytes`
+    /// that may cross shards.
+    fn read(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<Bytes>>;
+    fn sync(&self) -> LocalBoxFuture<'_, io::Result<()>>;
+    fn size(&self) -> LocalBoxFuture<'_, io::Result<u64>>;
+    fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>>;
+}
+
+/// A shard's storage backend: opens data files and keeps small metadata files.
+pub trait StorageIo {
+    /// Opens (creating if missing) a data file for reading and writing.
+    fn open<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn SegmentFile>>>;
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// Replaces a small file atomically (temp file, fsync, rename).
+    fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+}
+
+fn to_io(e: glommio::GlommioError<()>) -> io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+struct DmaSegment {
+    file: DmaFile,
+}
+
+impl SegmentFile for DmaSegment {
+    fn write_pages<'a>(
+        &'a self,
+        pos: u64,
+        parts: &'a [&'a [u8]],
+    ) -> LocalBoxFuture<'a, io::Result<()>> {
+        async move {
+            debug_assert_eq!(pos % ALIGN, 0, "O_DIRECT writes start on a page");
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            let padded = align_up(len as u64) as usize;
+            let mut buf = self.file.alloc_dma_buffer(padded);
+            let dst = buf.as_bytes_mut();
+            let mut at = 0;
+            for p in parts {
+                dst[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            dst[at..].fill(0);
+            let written = self.file.write_at(buf, pos).await.map_err(to_io)?;
+            if written != padded {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write {written} of {padded}"),
+                ));
+            }
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn read(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<Bytes>> {
+        async move {
+            let r = self.file.read_at(pos, len).await.map_err(to_io)?;
+            Ok(Bytes::copy_from_slice(&r))
+        }
+        .boxed_local()
+    }
+
+    fn sync(&self) -> LocalBoxFuture<'_, io::Result<()>> {
+        async move { self.file.fdatasync().await.map_err(to_io) }.boxed_local()
+    }
+
+    fn size(&self) -> LocalBoxFuture<'_, io::Result<u64>> {
+        async move { self.file.file_size().await.map_err(to_io) }.boxed_local()
+    }
+
+    fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
+        async move { self.file.truncate(len).await.map_err(to_io) }.boxed_local()
+    }
+}
+
+/// The real disk through glommio DMA files (O_DIRECT, io_uring).
+pub struct DmaIo;
+
+impl DmaIo {
+    /// Works around glommio #605/#670 on this kind of disk: the first DMA read on a device must
+    /// hit a non-empty file, or glommio caches a wrong "iopoll supported" and later reads fail
+    /// with EOPNOTSUPP. Call once per executor before opening segments.
+    pub async fn prime(data_dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(data_dir)?;
+        let path: PathBuf = data_dir.join(".tidewater-prime");
+        if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < ALIGN {
+            std::fs::write(&path, vec![0x5au8; ALIGN as usize])?;
+        }
+        let f = DmaFile::open(&path).await.map_err(to_io)?;
+        let _ = f.read_at(0, ALIGN as usize).await.map_err(to_io)?;
+        f.close().await.map_err(to_io)?;
+        Ok(())
+    }
+}
+
+impl StorageIo for DmaIo {
+    fn open<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn SegmentFile>>> {
+        async move {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .dma_open(path)
+                .await
+                .map_err(to_io)?;
+            Ok(Rc::new(DmaSegment { file }) as Rc<dyn SegmentFile>)
+        }
+        .boxed_local()
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            out.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    }
+
+    fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}

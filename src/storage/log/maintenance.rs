@@ -1,0 +1,263 @@
+//! Background and administrative work: interval flushing, time-based rolls, retention,
+//! DeleteRecords, truncation, flush, clean close and removal.
+
+use std::time::Duration;
+
+use super::{durable_policy, PartitionLog};
+use crate::storage::io::align_down;
+use crate::storage::offsets::LogStartOffset;
+use crate::storage::segment::{self, Segment};
+use crate::storage::StorageError;
+
+/// Poll interval while waiting for an in-flight flush to finish.
+const FLUSH_WAIT_POLL: Duration = Duration::from_millis(1);
+
+impl PartitionLog {
+    /// Periodic work: interval flushes, time-based rolls and retention. Decisions use `now_ms`.
+    pub async fn tick(&self, now_ms: i64) -> Result<(), StorageError> {
+        if self.closed.get() {
+            return Ok(());
+        }
+        let (flush_due, deletable) = {
+            let mut st = self.st.borrow_mut();
+            let flush_due = !durable_policy(&self.config)
+                && self
+                    .config
+                    .flush_ms
+                    .is_some_and(|ms| now_ms - st.last_flush_ms >= ms as i64)
+                && st.segments.iter().any(|s| !s.unflushed.is_empty());
+            let active = st.segments.last().expect("a log always has a segment");
+            if !active.is_empty()
+                && self.config.segment_ms >= 0
+                && now_ms - active.created_ms >= self.config.segment_ms
+            {
+                st.roll_requested = true;
+            }
+            (flush_due, self.retention_victims(&st, now_ms))
+        };
+        if flush_due {
+            self.ensure_flusher();
+        }
+        if deletable > 0 {
+            self.delete_oldest_segments(deletable)?;
+        }
+        Ok(())
+    }
+
+    /// How many of the oldest segments retention removes now (never the active one, never one
+    /// still being written).
+    fn retention_victims(&self, st: &super::State, now_ms: i64) -> usize {
+        let closed = st
+            .segments
+            .iter()
+            .take_while(|s| s.finalized)
+            .count()
+            .min(st.segments.len() - 1);
+        let mut n = 0;
+        if self.config.retention_ms >= 0 {
+            while n < closed && st.segments[n].max_timestamp < now_ms - self.config.retention_ms {
+                n += 1;
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let mut total: u64 = st.segments[n..].iter().map(|s| s.size).sum();
+            while n < closed && total - st.segments[n].size >= self.config.retention_bytes as u64 {
+                total -= st.segments[n].size;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn delete_oldest_segments(&self, n: usize) -> Result<(), StorageError> {
+        let removed: Vec<Segment> = {
+            let mut st = self.st.borrow_mut();
+            let removed: Vec<Segment> = st.segments.drain(..n).collect();
+            let next_base = st.segments[0].base_offset;
+            st.log_start = st.log_start.max(next_base);
+            let start = st.log_start;
+            self.drop_cache_where(&mut st, |_, last| last < start);
+            Self::check_invariants(&st);
+            removed
+        };
+        for seg in &removed {
+            tracing::info!(dir = %self.dir.display(), segment = seg.base_offset, "retention deleted segment");
+            self.env.io.remove_file(&seg.log_path(&self.dir))?;
+            self.env.io.remove_file(&seg.index_path(&self.dir))?;
+            self.env.io.remove_file(&seg.time_index_path(&self.dir))?;
+        }
+        self.write_meta(false)
+    }
+
+    /// DeleteRecords: moves the log start offset forward to `offset` (<= high watermark) and
+    /// deletes the segments wholly below it.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<LogStartOffset, StorageError> {
+        let n = {
+            let mut st = self.st.borrow_mut();
+            if offset < st.log_start || offset > st.high_watermark {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start,
+                    end: st.high_watermark,
+                });
+            }
+            st.log_start = offset;
+            Self::check_invariants(&st);
+            let closed = st
+                .segments
+                .iter()
+                .take_while(|s| s.finalized)
+                .count()
+                .min(st.segments.len() - 1);
+            st.segments[..closed]
+                .iter()
+                .take_while(|s| s.next_offset <= offset)
+                .count()
+        };
+        if n > 0 {
+            self.delete_oldest_segments(n)?;
+        } else {
+            let mut st = self.st.borrow_mut();
+            self.drop_cache_where(&mut st, |_, last| last < offset);
+            drop(st);
+            self.write_meta(false)?;
+        }
+        Ok(self.log_start_offset())
+    }
+
+    /// Waits for any in-flight flush, then writes everything staged.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        while self.flushing.get() {
+            glommio::timer::sleep(FLUSH_WAIT_POLL).await;
+        }
+        self.flushing.set(true);
+        while self.flush_once().await {}
+        self.flushing.set(false);
+        if self.failed.get() {
+            return Err(StorageError::Io(std::io::Error::other(
+                "log failed after an I/O error",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes every batch at or after `offset` (a batch boundary), for replication.
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        self.flush().await?;
+        let (file, seg_base, pos_hint, flushed) = {
+            let mut st = self.st.borrow_mut();
+            if offset >= st.log_end {
+                return Ok(());
+            }
+            if offset < st.log_start {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    start: st.log_start,
+                    end: st.log_end,
+                });
+            }
+            // Drop whole segments above the cut (keep at least one).
+            while st.segments.len() > 1
+                && st.segments.last().is_some_and(|s| s.base_offset >= offset)
+            {
+                let seg = st.segments.pop().expect("checked len");
+                self.env.io.remove_file(&seg.log_path(&self.dir))?;
+                self.env.io.remove_file(&seg.index_path(&self.dir))?;
+                self.env.io.remove_file(&seg.time_index_path(&self.dir))?;
+            }
+            let seg = st.segments.last().expect("a log always has a segment");
+            (
+                seg.file.clone(),
+                seg.base_offset,
+                seg.position_for(offset),
+                seg.flushed_size,
+            )
+        };
+        // Find the byte position of the first batch at or after `offset`.
+        let mut cut = pos_hint;
+        if let Some(f) = &file {
+            let mut found = None;
+            segment::scan(
+                &**f,
+                pos_hint,
+                flushed,
+                -1,
+                super::RECOVERY_BATCH_BYTES_MAX,
+                &mut |h, _| {
+                    if h.base_offset >= offset {
+                        found = Some(h.position as u64);
+                        false
+                    } else {
+                        true
+                    }
+                },
+            )
+            .await?;
+            cut = found.unwrap_or(flushed);
+            f.truncate(cut).await?;
+            f.sync().await?;
+        }
+        let tail = match &file {
+            Some(f) => f
+                .read(align_down(cut), (cut - align_down(cut)) as usize)
+                .await?
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let mut st = self.st.borrow_mut();
+        let seg = st.segments.last_mut().expect("a log always has a segment");
+        debug_assert_eq!(
+            seg.base_offset, seg_base,
+            "no segment changes while truncating"
+        );
+        let rel = (offset - seg.base_offset) as u32;
+        seg.index.retain(|e| e.0 < rel && (e.1 as u64) < cut);
+        seg.time_index.retain(|e| e.1 < rel);
+        seg.size = cut;
+        seg.flushed_size = cut;
+        seg.tail_page = tail;
+        seg.next_offset = offset.max(seg.base_offset);
+        seg.sealed = false;
+        seg.finalized = false;
+        st.log_end = seg.next_offset;
+        st.high_watermark = st.high_watermark.min(st.log_end);
+        let end = st.log_end;
+        self.drop_cache_where(&mut st, |base, _| base >= end);
+        Self::check_invariants(&st);
+        drop(st);
+        self.write_meta(false)
+    }
+
+    /// Flushes, saves the active segment's indexes and marks a clean shutdown.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        if self.closed.replace(true) {
+            return Ok(());
+        }
+        let r = self.flush().await;
+        self.wake_readers();
+        r?;
+        let base = self
+            .st
+            .borrow()
+            .segments
+            .last()
+            .map(|s| s.base_offset)
+            .unwrap_or(0);
+        self.finalize_segment(base).await?;
+        {
+            let mut st = self.st.borrow_mut();
+            if let Some(last) = st.segments.last_mut() {
+                last.finalized = false;
+            }
+            self.drop_cache_where(&mut st, |_, _| true);
+        }
+        self.write_meta(true)
+    }
+
+    /// Closes the log and removes its directory (DeleteTopics).
+    pub async fn remove(&self) -> Result<(), StorageError> {
+        self.close().await?;
+        self.env.io.remove_dir_all(&self.dir)?;
+        Ok(())
+    }
+}

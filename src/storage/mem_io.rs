@@ -1,0 +1,239 @@
+//! In-memory storage backend with fault injection, for tests. Each file keeps what a crash
+//! would keep (`durable`: bytes as of the last sync) apart from what reads see now (`data`).
+//! `MemFs::crash` throws the unsynced part away, tears it, or replaces it with garbage.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use rand::{Rng, RngCore};
+
+use super::io::{align_up, SegmentFile, StorageIo, ALIGN};
+
+#[derive(Default)]
+struct MemFile {
+    data: RefCell<Vec<u8>>,
+    durable: RefCell<Vec<u8>>,
+}
+
+/// What survives a simulated power loss beyond the synced bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Only synced bytes survive.
+    Drop,
+    /// A random prefix of the unsynced bytes survives.
+    Torn,
+    /// The unsynced bytes are replaced by random garbage of random length.
+    Garbage,
+}
+
+#[derive(Default)]
+pub struct MemFs {
+    files: RefCell<BTreeMap<PathBuf, Rc<MemFile>>>,
+    /// Small files are written atomically and durably (temp + fsync + rename).
+    small: RefCell<BTreeMap<PathBuf, Vec<u8>>>,
+    dirs: RefCell<std::collections::BTreeSet<PathBuf>>,
+    pub fail_next_write: Cell<bool>,
+    pub fail_next_sync: Cell<bool>,
+}
+
+impl MemFs {
+    pub fn new() -> Rc<MemFs> {
+        Rc::new(MemFs::default())
+    }
+
+    /// Simulates power loss on every data file.
+    pub fn crash(&self, mode: CrashMode, rng: &mut impl RngCore) {
+        for f in self.files.borrow().values() {
+            let durable = f.durable.borrow().clone();
+            let data = f.data.borrow().clone();
+            let mut after = durable.clone();
+            if data.len() > durable.len() {
+                let extra = &data[durable.len()..];
+                match mode {
+                    CrashMode::Drop => {}
+                    CrashMode::Torn => {
+                        let keep = rng.gen_range(0..=extra.len());
+                        after.extend_from_slice(&extra[..keep]);
+                    }
+                    CrashMode::Garbage => {
+                        let n = rng.gen_range(0..=extra.len().max(64));
+                        let mut g = vec![0u8; n];
+                        rng.fill_bytes(&mut g);
+                        after.extend_from_slice(&g);
+                    }
+                }
+            }
+            *f.data.borrow_mut() = after.clone();
+            *f.durable.borrow_mut() = after;
+        }
+    }
+
+    /// Direct access for tests that damage files.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        self.files
+            .borrow()
+            .get(path)
+            .map(|f| f.data.borrow().clone())
+    }
+
+    pub fn set_file_bytes(&self, path: &Path, bytes: Vec<u8>) {
+        if let Some(f) = self.files.borrow().get(path) {
+            *f.durable.borrow_mut() = bytes.clone();
+            *f.data.borrow_mut() = bytes;
+        }
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.files
+            .borrow()
+            .keys()
+            .cloned()
+            .chain(self.small.borrow().keys().cloned())
+            .collect()
+    }
+
+    pub fn remove_small(&self, path: &Path) {
+        self.small.borrow_mut().remove(path);
+    }
+}
+
+struct MemSegment {
+    fs: Rc<MemFs>,
+    file: Rc<MemFile>,
+}
+
+impl SegmentFile for MemSegment {
+    fn write_pages<'a>(
+        &'a self,
+        pos: u64,
+        parts: &'a [&'a [u8]],
+    ) -> LocalBoxFuture<'a, io::Result<()>> {
+        async move {
+            assert_eq!(pos % ALIGN, 0, "O_DIRECT writes start on a page");
+            if self.fs.fail_next_write.replace(false) {
+                return Err(io::Error::other("injected write failure"));
+            }
+            let len: usize = parts.iter().map(|p| p.len()).sum();
+            let padded = align_up(len as u64) as usize;
+            let mut data = self.file.data.borrow_mut();
+            let end = pos as usize + padded;
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            let mut at = pos as usize;
+            for p in parts {
+                data[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            data[at..end].fill(0);
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn read(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<Bytes>> {
+        async move {
+            let data = self.file.data.borrow();
+            let start = (pos as usize).min(data.len());
+            let end = (start + len).min(data.len());
+            Ok(Bytes::copy_from_slice(&data[start..end]))
+        }
+        .boxed_local()
+    }
+
+    fn sync(&self) -> LocalBoxFuture<'_, io::Result<()>> {
+        async move {
+            if self.fs.fail_next_sync.replace(false) {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            *self.file.durable.borrow_mut() = self.file.data.borrow().clone();
+            Ok(())
+        }
+        .boxed_local()
+    }
+
+    fn size(&self) -> LocalBoxFuture<'_, io::Result<u64>> {
+        async move { Ok(self.file.data.borrow().len() as u64) }.boxed_local()
+    }
+
+    fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
+        async move {
+            self.file.data.borrow_mut().truncate(len as usize);
+            let mut d = self.file.durable.borrow_mut();
+            if d.len() > len as usize {
+                d.truncate(len as usize);
+            }
+            Ok(())
+        }
+        .boxed_local()
+    }
+}
+
+/// `StorageIo` over a shared `MemFs`.
+pub struct MemIo(pub Rc<MemFs>);
+
+impl StorageIo for MemIo {
+    fn open<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn SegmentFile>>> {
+        async move {
+            let file = self
+                .0
+                .files
+                .borrow_mut()
+                .entry(path.to_path_buf())
+                .or_default()
+                .clone();
+            Ok(Rc::new(MemSegment {
+                fs: self.0.clone(),
+                file,
+            }) as Rc<dyn SegmentFile>)
+        }
+        .boxed_local()
+    }
+
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let names = self
+            .0
+            .paths()
+            .into_iter()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        Ok(names)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.0.dirs.borrow_mut().insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.0.files.borrow_mut().remove(path);
+        self.0.small.borrow_mut().remove(path);
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.0.files.borrow_mut().retain(|p, _| !p.starts_with(dir));
+        self.0.small.borrow_mut().retain(|p, _| !p.starts_with(dir));
+        self.0.dirs.borrow_mut().retain(|p| !p.starts_with(dir));
+        Ok(())
+    }
+
+    fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.0.small.borrow().get(path).cloned())
+    }
+
+    fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.0
+            .small
+            .borrow_mut()
+            .insert(path.to_path_buf(), data.to_vec());
+        Ok(())
+    }
+}
