@@ -235,6 +235,11 @@ impl PartitionLog {
                 seg.max_timestamp_offset = rebuilt.max_timestamp_offset;
                 seg.size = outcome.valid_bytes;
                 seg.next_offset = outcome.next_offset;
+                if !last {
+                    // A closed segment keeps its rebuilt indexes for next time.
+                    io.write_small(&seg.index_path(dir), &seg.index_bytes())?;
+                    io.write_small(&seg.time_index_path(dir), &seg.time_index_bytes())?;
+                }
                 if outcome.stopped.is_some() && !last {
                     // Everything after damage in a closed segment is unreachable: drop later segments.
                     for later in &bases[i + 1..] {

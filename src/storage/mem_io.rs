@@ -49,6 +49,9 @@ impl MemFs {
 
     /// Simulates power loss on every data file.
     pub fn crash(&self, mode: CrashMode, rng: &mut impl RngCore) {
+        // Injected faults belong to the run that crashed.
+        self.fail_next_write.set(false);
+        self.fail_next_sync.set(false);
         for f in self.files.borrow().values() {
             let durable = f.durable.borrow().clone();
             let data = f.data.borrow().clone();
