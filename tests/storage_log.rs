@@ -298,7 +298,7 @@ fn retention_by_size_keeps_the_newest_bytes() {
             let kept = read_all(&log, log.log_start_offset().get()).await;
             let bytes: usize = kept.iter().map(|(_, v)| v.len()).sum();
             assert!(
-                bytes >= 10_000 - 4096 && bytes <= 10_000 + 4096,
+                (10_000 - 4096..=10_000 + 4096).contains(&bytes),
                 "kept {bytes} bytes"
             );
             assert_eq!(kept.last().map(|(b, _)| *b), Some(59));
