@@ -114,6 +114,13 @@ struct PartitionMeta {
     log_end_offset: i64,
 }
 
+/// One group-commit round: what it covers and which files it wrote.
+struct Round {
+    target: i64,
+    files: Vec<Rc<dyn super::io::SegmentFile>>,
+    finalize: Vec<i64>,
+}
+
 /// An append waiting until the log is durable up to its end offset.
 type DurableWaiter = (i64, oneshot::Sender<Result<(), String>>);
 
@@ -493,19 +500,64 @@ impl PartitionLog {
         };
         self.flushing.set(true);
         glommio::spawn_local(async move {
-            while me.flush_once().await {}
+            me.flush_loop().await;
             me.flushing.set(false);
         })
         .detach();
     }
 
-    /// One group commit: writes everything staged so far, one fdatasync per touched segment,
-    /// then advances the high watermark and resolves the covered appends. Returns whether it did
-    /// any work (the caller loops: appends that arrived meanwhile go in the next round).
-    async fn flush_once(&self) -> bool {
-        if self.failed.get() {
-            return false;
+    /// Group commit, pipelined: round k+1's page writes go to disk while round k's fdatasync
+    /// is in flight; a round's appends resolve (and the high watermark moves) once its sync is
+    /// done. Appends that arrive meanwhile join the next round, so under load one fsync covers
+    /// many requests, and an idle partition adds no delay.
+    async fn flush_loop(&self) {
+        let mut pending: Option<(Round, LocalBoxFuture<'static, std::io::Result<()>>)> = None;
+        loop {
+            let (next, done) = match pending.take() {
+                Some((round, sync)) => {
+                    let (next, synced) = futures::future::join(self.write_round(), sync).await;
+                    (next, Some((round, synced)))
+                }
+                None => (self.write_round().await, None),
+            };
+            if let Some((round, synced)) = done {
+                match synced {
+                    Ok(()) => self.complete_round(round).await,
+                    Err(e) => self.fail(format!("fdatasync failed: {e}")),
+                }
+            }
+            match next {
+                Some(round) if !self.failed.get() => {
+                    let files = round.files.clone();
+                    let sync = async move {
+                        for f in files {
+                            f.sync().await?;
+                        }
+                        Ok(())
+                    }
+                    .boxed_local();
+                    pending = Some((round, sync));
+                }
+                // Appends that arrived while the last round completed start a new round.
+                _ if pending.is_none() && !self.has_unflushed() => break,
+                _ => {}
+            }
         }
+    }
+
+    fn has_unflushed(&self) -> bool {
+        !self.failed.get()
+            && self
+                .st
+                .borrow()
+                .segments
+                .iter()
+                .any(|s| !s.unflushed.is_empty() || (s.sealed && !s.finalized))
+    }
+
+    /// Takes everything unflushed and writes it (no sync). `None` when there is nothing to do
+    /// or a write failed (the log is then failed).
+    async fn write_round(&self) -> Option<Round> {
         struct Job {
             base: i64,
             start: u64,
@@ -539,54 +591,69 @@ impl PartitionLog {
             (jobs, target)
         };
         if jobs.is_empty() {
-            return false;
+            return None;
         }
+        let mut round = Round {
+            target,
+            files: Vec::new(),
+            finalize: Vec::new(),
+        };
         for job in jobs {
-            if let Err(e) = self
+            let file = match self
                 .write_job(&job.tail, &job.parts, job.start, job.base, job.file.clone())
                 .await
             {
-                self.fail(format!("flush of segment {} failed: {e}", job.base));
-                return false;
-            }
-            let done = {
-                let mut st = self.st.borrow_mut();
-                // Retention only deletes finalized segments, so the segment is still there.
-                let Some(seg) = st.segments.iter_mut().find(|s| s.base_offset == job.base) else {
-                    debug_assert!(false, "segment {} vanished during its flush", job.base);
-                    continue;
-                };
-                let new_flushed = seg.flushed_size + job.taken;
-                let page = align_down(new_flushed);
-                let keep = (new_flushed - page) as usize;
-                // The new partial page is the last `keep` bytes of tail + parts.
-                let mut tail = Vec::with_capacity(keep);
-                let mut need = keep;
-                for p in job
-                    .parts
-                    .iter()
-                    .rev()
-                    .map(|b| &b[..])
-                    .chain(std::iter::once(&job.tail[..]))
-                {
-                    if need == 0 {
-                        break;
-                    }
-                    let take = need.min(p.len());
-                    tail.splice(0..0, p[p.len() - take..].iter().copied());
-                    need -= take;
+                Ok(f) => f,
+                Err(e) => {
+                    self.fail(format!("write to segment {} failed: {e}", job.base));
+                    return None;
                 }
-                seg.tail_page = tail;
-                seg.flushed_size = new_flushed;
-                job.finalize && seg.unflushed.is_empty() && seg.flushed_size == seg.size
             };
-            if done {
-                if let Err(e) = self.finalize_segment(job.base).await {
-                    self.fail(format!("sealing segment {} failed: {e}", job.base));
-                    return false;
+            round.files.push(file);
+            let mut st = self.st.borrow_mut();
+            // Retention only deletes finalized segments, so the segment is still there.
+            let Some(seg) = st.segments.iter_mut().find(|s| s.base_offset == job.base) else {
+                debug_assert!(false, "segment {} vanished during its flush", job.base);
+                continue;
+            };
+            let new_flushed = seg.flushed_size + job.taken;
+            let page = align_down(new_flushed);
+            let keep = (new_flushed - page) as usize;
+            // The new partial page is the last `keep` bytes of tail + parts.
+            let mut tail = Vec::with_capacity(keep);
+            let mut need = keep;
+            for p in job
+                .parts
+                .iter()
+                .rev()
+                .map(|b| &b[..])
+                .chain(std::iter::once(&job.tail[..]))
+            {
+                if need == 0 {
+                    break;
                 }
+                let take = need.min(p.len());
+                tail.splice(0..0, p[p.len() - take..].iter().copied());
+                need -= take;
+            }
+            seg.tail_page = tail;
+            seg.flushed_size = new_flushed;
+            if job.finalize && seg.unflushed.is_empty() && seg.flushed_size == seg.size {
+                round.finalize.push(job.base);
             }
         }
+        Some(round)
+    }
+
+    /// A round is durable: seal finished segments, move the high watermark, resolve appends.
+    async fn complete_round(&self, round: Round) {
+        for base in round.finalize {
+            if let Err(e) = self.finalize_segment(base).await {
+                self.fail(format!("sealing segment {base} failed: {e}"));
+                return;
+            }
+        }
+        let target = round.target;
         {
             let mut st = self.st.borrow_mut();
             if target > st.high_watermark && durable_policy(&self.config) {
@@ -605,7 +672,6 @@ impl PartitionLog {
             let _ = tx.send(Ok(()));
         }
         self.wake_readers();
-        true
     }
 
     async fn write_job(
@@ -615,7 +681,7 @@ impl PartitionLog {
         start: u64,
         base: i64,
         file: Option<Rc<dyn super::io::SegmentFile>>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Rc<dyn super::io::SegmentFile>, StorageError> {
         let file = match file {
             Some(f) => f,
             None => {
@@ -670,8 +736,7 @@ impl PartitionLog {
                 r?;
             }
         }
-        file.sync().await?;
-        Ok(())
+        Ok(file)
     }
 
     /// A sealed segment is fully written: trim its page padding and save its indexes.

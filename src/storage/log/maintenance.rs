@@ -131,7 +131,7 @@ impl PartitionLog {
             glommio::timer::sleep(FLUSH_WAIT_POLL).await;
         }
         self.flushing.set(true);
-        while self.flush_once().await {}
+        self.flush_loop().await;
         self.flushing.set(false);
         if self.failed.get() {
             return Err(StorageError::Io(std::io::Error::other(
