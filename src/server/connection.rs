@@ -7,10 +7,10 @@ use std::rc::Rc;
 use anyhow::bail;
 use bytes::BytesMut;
 use futures::future::{select, Either};
-use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 use glommio::sync::StaticPermit;
 use glommio::task::JoinHandle;
+use std::os::unix::io::AsRawFd;
 
 use super::dispatch::{self, Dispatched, Response};
 use crate::protocol::frame::{split_frame, FrameError};
@@ -88,38 +88,66 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
             let want = needed
                 .saturating_sub(buf.len())
                 .clamp(READ_CHUNK_BYTES, max_frame + 4);
-            let filled = buf.len();
-            buf.resize(filled + want, 0);
-            let read = stream.read(&mut buf[filled..]);
+            let read = recv_into(&stream, &mut buf, want);
             let wake = match inflight.front_mut() {
-                Some(task) => match select(read, task).await {
+                Some(task) => match select(Box::pin(read), task).await {
                     Either::Left((n, _)) => Wake::Read(n),
                     Either::Right((resp, _)) => Wake::Head(resp),
                 },
                 // Idle: look at the shutdown flag now and then.
-                None => match select(read, Box::pin(glommio::timer::sleep(IDLE_CHECK))).await {
+                None => match select(Box::pin(read), Box::pin(glommio::timer::sleep(IDLE_CHECK)))
+                    .await
+                {
                     Either::Left((n, _)) => Wake::Read(n),
                     Either::Right(_) => Wake::Tick,
                 },
             };
             match wake {
-                Wake::Read(Ok(n)) => {
-                    buf.truncate(filled + n);
-                    if n == 0 {
-                        eof = true;
-                    }
-                }
+                Wake::Read(Ok(0)) => eof = true,
+                Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(e)) => return Err(e.into()),
                 Wake::Head(resp) => {
-                    buf.truncate(filled);
                     inflight.pop_front();
                     write_response(&mut stream, resp).await?;
                 }
-                Wake::Tick => buf.truncate(filled),
+                Wake::Tick => {}
             }
         } else if let Some(task) = inflight.pop_front() {
             let resp = task.await;
             write_response(&mut stream, resp).await?;
+        }
+    }
+}
+
+/// Reads into `buf`'s spare capacity with `recv` (no zero-filling), waiting for readability
+/// with a one-byte `peek` when the socket is empty. Cancel-safe: bytes are only taken by the
+/// synchronous `recv`, never by a pending future.
+async fn recv_into(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+    buf.reserve(want);
+    loop {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: recv writes at most `spare.len()` bytes into memory we own; we only mark as
+        // initialised what it reports written.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                spare.as_mut_ptr() as *mut libc::c_void,
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            unsafe { buf.set_len(buf.len() + n as usize) };
+            return Ok(n as usize);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.kind() {
+            std::io::ErrorKind::WouldBlock => {
+                let mut probe = [0u8; 1];
+                stream.peek(&mut probe).await?;
+            }
+            std::io::ErrorKind::Interrupted => {}
+            _ => return Err(err),
         }
     }
 }
