@@ -76,3 +76,38 @@ pub fn group_by_shard<T>(
         .collect();
     (grouped, unknown)
 }
+
+/// Work for one partition on its owning shard.
+pub type PartitionFn<T, A> =
+    fn(Rc<Shard>, String, i32, T) -> futures::future::LocalBoxFuture<'static, A>;
+
+/// Runs `per_partition` for every item on the shard that owns it (one hop per shard, all shards
+/// at once) and returns the answers in request order; unknown partitions answer `unknown`.
+pub async fn fan_out<T, A>(
+    shard: &Rc<Shard>,
+    items: Vec<(String, i32, T)>,
+    unknown: A,
+    per_partition: PartitionFn<T, A>,
+) -> Vec<A>
+where
+    T: Send + 'static,
+    A: Clone + Send + 'static,
+{
+    let mut answers = vec![unknown; items.len()];
+    let (groups, _unknown) = group_by_shard(shard, items);
+    let calls = groups.into_iter().map(|(target, work)| {
+        shard.invoke_on(target, move |s: Rc<Shard>| async move {
+            let mut out = Vec::with_capacity(work.len());
+            for (pos, topic, partition, item) in work {
+                out.push((pos, per_partition(s.clone(), topic, partition, item).await));
+            }
+            out
+        })
+    });
+    for res in futures::future::join_all(calls).await.into_iter().flatten() {
+        for (pos, a) in res {
+            answers[pos] = a;
+        }
+    }
+    answers
+}

@@ -10,9 +10,10 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use crate::protocol::ErrorCode;
 use crate::server::dispatch::RequestCtx;
-use crate::server::group_by_shard;
+use crate::server::fan_out;
 use crate::shard::Shard;
 use crate::storage::StorageError;
+use futures::FutureExt;
 
 async fn delete_before(
     shard: &Shard,
@@ -52,22 +53,15 @@ pub async fn handle(
             items.push((t.name.to_string(), p.partition_index, p.offset));
         }
     }
-    let mut answers = vec![(ErrorCode::UnknownTopicOrPartition, -1i64); items.len()];
-    let (groups, _unknown) = group_by_shard(shard, items);
-    let calls = groups.into_iter().map(|(target, work)| {
-        shard.invoke_on(target, move |s: Rc<Shard>| async move {
-            let mut out = Vec::with_capacity(work.len());
-            for (pos, topic, partition, offset) in work {
-                out.push((pos, delete_before(&s, &topic, partition, offset).await));
-            }
-            out
-        })
-    });
-    for res in futures::future::join_all(calls).await.into_iter().flatten() {
-        for (pos, a) in res {
-            answers[pos] = a;
-        }
-    }
+    let answers = fan_out(
+        shard,
+        items,
+        (ErrorCode::UnknownTopicOrPartition, -1i64),
+        |s, topic, partition, offset| {
+            async move { delete_before(&s, &topic, partition, offset).await }.boxed_local()
+        },
+    )
+    .await;
     let mut resp = DeleteRecordsResponse::default();
     let mut i = 0;
     for t in &req.topics {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::FetchRequest;
 use crate::protocol::fetch_response::{self, FetchResponseData, PartitionData, TopicData};
 use crate::protocol::ErrorCode;
 use crate::server::dispatch::{response_header, RequestCtx, Response};
-use crate::server::group_by_shard;
+use crate::server::{fan_out, group_by_shard};
 use crate::shard::Shard;
 use crate::storage::StorageError;
 
@@ -79,24 +79,15 @@ async fn read_partition(
 
 /// Reads every wanted partition, hopping to each owning shard once.
 async fn read_all(shard: &Rc<Shard>, items: &[(String, i32, Want)]) -> Vec<PartitionRead> {
-    let (groups, unknown) = group_by_shard(shard, items.to_vec());
-    let mut out = vec![PartitionRead::err(ErrorCode::UnknownTopicOrPartition); items.len()];
-    drop(unknown);
-    let calls = groups.into_iter().map(|(target, work)| {
-        shard.invoke_on(target, move |s: Rc<Shard>| async move {
-            let mut res = Vec::with_capacity(work.len());
-            for (pos, topic, partition, want) in work {
-                res.push((pos, read_partition(&s, &topic, partition, want).await));
-            }
-            res
-        })
-    });
-    for res in futures::future::join_all(calls).await.into_iter().flatten() {
-        for (pos, r) in res {
-            out[pos] = r;
-        }
-    }
-    out
+    fan_out(
+        shard,
+        items.to_vec(),
+        PartitionRead::err(ErrorCode::UnknownTopicOrPartition),
+        |s, topic, partition, want| {
+            async move { read_partition(&s, &topic, partition, want).await }.boxed_local()
+        },
+    )
+    .await
 }
 
 /// Waits until any wanted partition has data past its fetch offset, or `deadline`.

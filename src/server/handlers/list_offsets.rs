@@ -10,8 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::protocol::ErrorCode;
 use crate::server::dispatch::RequestCtx;
-use crate::server::group_by_shard;
+use crate::server::fan_out;
 use crate::shard::Shard;
+use futures::FutureExt;
 
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
@@ -56,33 +57,22 @@ pub async fn handle(
             items.push((t.name.to_string(), p.partition_index, p.timestamp));
         }
     }
-    let total = items.len();
-    let (groups, unknown) = group_by_shard(shard, items);
-    let mut answers: Vec<Option<Answer>> = vec![None; total];
-    for (pos, ..) in unknown {
-        answers[pos] = Some((ErrorCode::UnknownTopicOrPartition, -1, -1));
-    }
-    let calls = groups.into_iter().map(|(target, work)| {
-        shard.invoke_on(target, move |s: Rc<Shard>| async move {
-            let mut out = Vec::with_capacity(work.len());
-            for (pos, topic, partition, ts) in work {
-                out.push((pos, lookup(&s, &topic, partition, ts).await));
-            }
-            out
-        })
-    });
-    for res in futures::future::join_all(calls).await.into_iter().flatten() {
-        for (pos, a) in res {
-            answers[pos] = Some(a);
-        }
-    }
+    let answers = fan_out(
+        shard,
+        items,
+        (ErrorCode::UnknownTopicOrPartition, -1, -1),
+        |s, topic, partition, ts| {
+            async move { lookup(&s, &topic, partition, ts).await }.boxed_local()
+        },
+    )
+    .await;
     let mut resp = ListOffsetsResponse::default();
     let mut i = 0;
     for t in &req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = TopicName(StrBytes::from_string(t.name.to_string()));
         for p in &t.partitions {
-            let (code, ts, off) = answers[i].unwrap_or((ErrorCode::UnknownServerError, -1, -1));
+            let (code, ts, off) = answers[i];
             i += 1;
             let mut pr = ListOffsetsPartitionResponse::default();
             pr.partition_index = p.partition_index;
