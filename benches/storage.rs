@@ -1,0 +1,233 @@
+//! Storage engine on the real disk: durable append (group commit) at several batch sizes, with
+//! and without fdatasync, recovery scan speed, and reads from the cache vs from disk.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use glommio::{LocalExecutorBuilder, Placement};
+use tidewater::storage::batch::validate_batches;
+use tidewater::storage::{LogConfig, PartitionLog, StorageEnv};
+
+fn run<F: std::future::Future<Output = T>, T>(f: impl FnOnce() -> F) -> T {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .make()
+        .expect("executor")
+        .run(f())
+}
+
+/// One valid RecordBatch v2 of `size` bytes (a single record).
+fn batch(size: usize) -> Bytes {
+    let value_len = size.saturating_sub(61 + 12).max(1);
+    let mut rec = vec![0u8, 0, 0, 1]; // attributes, ts delta 0, offset delta 0, key null (-1)
+    let mut v = (value_len as i64) << 1;
+    while v >= 0x80 {
+        rec.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    rec.push(v as u8);
+    rec.extend(std::iter::repeat_n(7u8, value_len));
+    rec.push(0);
+    let mut records = Vec::new();
+    let mut l = (rec.len() as i64) << 1;
+    while l >= 0x80 {
+        records.push((l as u8 & 0x7f) | 0x80);
+        l >>= 7;
+    }
+    records.push(l as u8);
+    records.extend_from_slice(&rec);
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// Appends `iters` batches with `concurrency` appends in flight; returns the time taken.
+fn appends(dir: &Path, size: usize, iters: u64, concurrency: usize, durable: bool) -> Duration {
+    let dir = dir.to_path_buf();
+    run(|| async move {
+        let env = StorageEnv::dma(&dir, 64 << 20).await.expect("env");
+        let cfg = LogConfig {
+            flush_ms: if durable { None } else { Some(1000) },
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(
+            &env,
+            &dir.join(format!("a-{}", rand::random::<u32>())),
+            cfg,
+            0,
+        )
+        .await
+        .expect("open");
+        let b = batch(size);
+        let h = validate_batches(&b, 64 << 20).expect("valid");
+        let start = Instant::now();
+        let mut pending = Vec::with_capacity(concurrency);
+        for _ in 0..iters {
+            pending.push(log.append(b.clone(), &h, 0).expect("append"));
+            if pending.len() == concurrency {
+                for a in pending.drain(..) {
+                    a.durable().await.expect("durable");
+                }
+            }
+        }
+        for a in pending.drain(..) {
+            a.durable().await.expect("durable");
+        }
+        log.flush().await.expect("flush");
+        let t = start.elapsed();
+        log.remove().await.expect("remove");
+        t
+    })
+}
+
+fn bench_append(c: &mut Criterion) {
+    let tmp =
+        tempfile::tempdir_in(std::env::var("TIDEWATER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .expect("tempdir");
+    let mut g = c.benchmark_group("append");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for size in [1024usize, 65536, 1 << 20] {
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(
+            BenchmarkId::new("durable_one_at_a_time", size),
+            &size,
+            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 1, true)),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("durable_group_commit_64_in_flight", size),
+            &size,
+            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 64, true)),
+        );
+        g.bench_with_input(BenchmarkId::new("no_fdatasync", size), &size, |b, s| {
+            b.iter_custom(|n| appends(tmp.path(), *s, n, 64, false))
+        });
+    }
+    g.finish();
+}
+
+fn bench_recovery_and_reads(c: &mut Criterion) {
+    let tmp =
+        tempfile::tempdir_in(std::env::var("TIDEWATER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .expect("tempdir");
+    let dir = tmp.path().join("r-0");
+    let total_bytes: u64 = 256 << 20;
+    let size = 64 << 10;
+    run(|| {
+        let (root, dir) = (tmp.path().to_path_buf(), dir.clone());
+        async move {
+            let env = StorageEnv::dma(&root, 64 << 20).await.expect("env");
+            let log = PartitionLog::open(&env, &dir, LogConfig::default(), 0)
+                .await
+                .expect("open");
+            let b = batch(size);
+            let h = validate_batches(&b, 64 << 20).expect("valid");
+            let mut pending = Vec::new();
+            for _ in 0..total_bytes / size as u64 {
+                pending.push(log.append(b.clone(), &h, 0).expect("append"));
+            }
+            for a in pending {
+                a.durable().await.expect("durable");
+            }
+            log.close().await.expect("close");
+        }
+    });
+    let meta = dir.join("partition.meta");
+    let mut g = c.benchmark_group("recovery");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Bytes(total_bytes));
+    g.bench_function("scan_256MiB_after_crash", |b| {
+        b.iter_custom(|n| {
+            let mut t = Duration::ZERO;
+            for _ in 0..n {
+                let m = std::fs::read_to_string(&meta)
+                    .expect("meta")
+                    .replace("\"clean_shutdown\":true", "\"clean_shutdown\":false");
+                std::fs::write(&meta, m).expect("meta");
+                let (root, dir) = (tmp.path().to_path_buf(), dir.clone());
+                t += run(|| async move {
+                    let env = StorageEnv::dma(&root, 64 << 20).await.expect("env");
+                    let start = Instant::now();
+                    let log = PartitionLog::open(&env, &dir, LogConfig::default(), 0)
+                        .await
+                        .expect("open");
+                    let t = start.elapsed();
+                    log.close().await.expect("close");
+                    t
+                });
+            }
+            t
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("read");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Bytes(1 << 20));
+    for (name, cache) in [("disk_1MiB", 0usize), ("cache_1MiB", 512 << 20)] {
+        let (root, dir) = (tmp.path().to_path_buf(), dir.clone());
+        g.bench_function(name, |b| {
+            b.iter_custom(|n| {
+                let (root, dir) = (root.clone(), dir.clone());
+                run(|| async move {
+                    let env = StorageEnv::dma(&root, cache).await.expect("env");
+                    let log = PartitionLog::open(&env, &dir, LogConfig::default(), 0)
+                        .await
+                        .expect("open");
+                    if cache > 0 {
+                        // Fill the cache the way a tailing reader sees it: recent appends.
+                        let bb = batch(size);
+                        let h = validate_batches(&bb, 64 << 20).expect("valid");
+                        for _ in 0..32 {
+                            log.append(bb.clone(), &h, 0)
+                                .expect("append")
+                                .durable()
+                                .await
+                                .expect("durable");
+                        }
+                    }
+                    let from = if cache > 0 {
+                        log.log_end_offset().get() - 16
+                    } else {
+                        0
+                    };
+                    let start = Instant::now();
+                    for i in 0..n {
+                        let r = log
+                            .read(from + (i as i64 % 8), 1 << 20)
+                            .await
+                            .expect("read");
+                        assert!(r.bytes > 0);
+                    }
+                    let t = start.elapsed();
+                    log.close().await.expect("close");
+                    t
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_append, bench_recovery_and_reads);
+criterion_main!(benches);
