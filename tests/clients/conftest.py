@@ -160,7 +160,8 @@ def create_topic(bootstrap, name, partitions=1, config=None):
 
 
 def consume_all(bootstrap, topic, partitions, expect, timeout=20, extra=None):
-    """Reads every partition from offset 0 until `expect` records or the timeout."""
+    """Reads every partition from offset 0 up to its high watermark (and at least `expect`
+    records in all), or until the timeout."""
     from confluent_kafka import Consumer, TopicPartition
 
     conf = {"bootstrap.servers": bootstrap, "group.id": "reader-" + uuid.uuid4().hex[:6], "enable.auto.commit": False}
@@ -169,10 +170,17 @@ def consume_all(bootstrap, topic, partitions, expect, timeout=20, extra=None):
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     out = []
     deadline = time.time() + timeout
-    while len(out) < expect and time.time() < deadline:
+    high = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+    next_offset = {p: 0 for p in range(partitions)}
+
+    def done():
+        return len(out) >= expect and all(next_offset[p] >= high[p] for p in range(partitions))
+
+    while not done() and time.time() < deadline:
         m = c.poll(0.2)
         if m is None or m.error():
             continue
         out.append(m)
+        next_offset[m.partition()] = max(next_offset[m.partition()], m.offset() + 1)
     c.close()
     return out

@@ -54,7 +54,8 @@ def stream(bootstrap, topic, acked, stop, conf):
 def test_kill9_during_acks_all_stream_loses_nothing_acknowledged(broker, topic):
     create_topic(broker.bootstrap, topic, 3)
     acked, stop = [], threading.Event()
-    t = threading.Thread(target=stream, args=(broker.bootstrap, topic, acked, stop, {}))
+    # Idempotence makes retries after the crash exact; without it Kafka allows duplicates.
+    t = threading.Thread(target=stream, args=(broker.bootstrap, topic, acked, stop, {"enable.idempotence": True}))
     t.start()
     time.sleep(2)
     before_kill = len(acked)
