@@ -35,6 +35,9 @@ pub trait SegmentFile {
     fn sync(&self) -> LocalBoxFuture<'_, io::Result<()>>;
     fn size(&self) -> LocalBoxFuture<'_, io::Result<u64>>;
     fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>>;
+    /// Reserves blocks up to `len` bytes (extends the file size), so later writes inside it
+    /// need no size change and fdatasync need not commit a new size each time.
+    fn allocate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>>;
 }
 
 /// A shard's storage backend: opens data files and keeps small metadata files.
@@ -109,6 +112,10 @@ impl SegmentFile for DmaSegment {
 
     fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
         async move { self.file.truncate(len).await.map_err(to_io) }.boxed_local()
+    }
+
+    fn allocate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
+        async move { self.file.pre_allocate(len, false).await.map_err(to_io) }.boxed_local()
     }
 }
 

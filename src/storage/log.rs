@@ -26,6 +26,8 @@ use super::{LogConfig, StorageError};
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Page writes in flight per flush.
 const WRITES_IN_FLIGHT_MAX: usize = 4;
+/// Segments grow their on-disk reservation in steps of this size.
+const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
 /// A batch longer than this found during recovery is garbage (frames are far smaller).
 pub const RECOVERY_BATCH_BYTES_MAX: usize = 256 << 20;
 /// Smallest disk read when serving a fetch from disk.
@@ -702,6 +704,32 @@ impl PartitionLog {
                 f
             }
         };
+        // Extending an O_DIRECT file on every write makes each fdatasync commit a new size:
+        // reserve ahead in large steps (recovery stops at the zeros after the last batch).
+        let written: u64 = tail.len() as u64 + parts.iter().map(|b| b.len() as u64).sum::<u64>();
+        let write_end = super::io::align_up(start + written);
+        let allocated = self
+            .st
+            .borrow()
+            .segments
+            .iter()
+            .find(|s| s.base_offset == base)
+            .map(|s| s.allocated)
+            .unwrap_or(0);
+        if write_end > allocated {
+            let target = (write_end + PREALLOCATE_STEP_BYTES)
+                .min(self.config.segment_bytes_max.max(write_end) + super::io::ALIGN);
+            file.allocate(target).await?;
+            if let Some(seg) = self
+                .st
+                .borrow_mut()
+                .segments
+                .iter_mut()
+                .find(|s| s.base_offset == base)
+            {
+                seg.allocated = target;
+            }
+        }
         // Cut tail + parts into aligned chunks of at most WRITE_CHUNK_BYTES.
         let mut slices: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         if !tail.is_empty() {

@@ -165,6 +165,12 @@ impl SegmentFile for MemSegment {
         async move { Ok(self.file.data.borrow().len() as u64) }.boxed_local()
     }
 
+    fn allocate(&self, _len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
+        // Allocation changes no content: unwritten space reads as absent here and as zeros on
+        // disk, and recovery treats both as the end of the log.
+        async { Ok(()) }.boxed_local()
+    }
+
     fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
         async move {
             self.file.data.borrow_mut().truncate(len as usize);

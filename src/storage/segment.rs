@@ -42,6 +42,8 @@ pub struct Segment {
     pub size: u64,
     /// Bytes durable on disk.
     pub flushed_size: u64,
+    /// Bytes reserved on disk (preallocated); writes below it do not change the file size.
+    pub allocated: u64,
     /// The bytes of the last, partial page on disk: rewritten (with what follows) at the next flush.
     pub tail_page: Vec<u8>,
     /// Stored batches not yet written, in order.
@@ -67,6 +69,7 @@ impl Segment {
             file: None,
             size: 0,
             flushed_size: 0,
+            allocated: 0,
             tail_page: Vec::new(),
             unflushed: Vec::new(),
             next_offset: base_offset,

@@ -215,6 +215,7 @@ impl PartitionLog {
         seg.time_index.retain(|e| e.1 < rel);
         seg.size = cut;
         seg.flushed_size = cut;
+        seg.allocated = cut;
         seg.tail_page = tail;
         seg.next_offset = offset.max(seg.base_offset);
         seg.sealed = false;
