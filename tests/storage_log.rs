@@ -263,10 +263,17 @@ fn timestamps_retention_truncation_and_delete_records() {
             log.truncate_to(105).await.expect("truncate");
             assert_eq!(log.log_end_offset().get(), 105);
             assert_eq!(log.high_watermark().get(), 105);
+            // Inside a batch (offsets 99..101): that whole batch goes.
+            log.truncate_to(100).await.expect("truncate");
+            assert_eq!(log.log_end_offset().get(), 99);
+            assert_eq!(
+                log.max_timestamp().map(|t| t.0),
+                Some(10_000 + 32 * 100 + 2)
+            );
             let next = append(&log, &batch(&[b"x".to_vec()], 99_999), 0)
                 .await
                 .expect("append");
-            assert_eq!(next, 105);
+            assert_eq!(next, 99);
             log.close().await.expect("close");
         });
         run(|| async {
@@ -275,7 +282,7 @@ fn timestamps_retention_truncation_and_delete_records() {
                 .await
                 .expect("reopen");
             assert_eq!(log.log_start_offset().get(), 90);
-            assert_eq!(log.log_end_offset().get(), 106);
+            assert_eq!(log.log_end_offset().get(), 100);
         });
     });
 }
@@ -331,60 +338,94 @@ fn crash_trial(seed: u64) {
     let dir = Path::new("/mem/crash-0");
     let seg_bytes = rng.gen_range(2_000..20_000u64);
     let ops = rng.gen_range(5..60);
+    let interval = rng.gen_bool(0.2);
     let cfg = LogConfig {
         segment_bytes_max: seg_bytes,
         index_interval_bytes: rng.gen_range(100..4096),
         retention_ms: -1,
+        retention_bytes: if rng.gen_bool(0.2) {
+            rng.gen_range(5_000..40_000)
+        } else {
+            -1
+        },
+        // Interval flushing acknowledges at staging: only explicit flushes make bytes safe.
+        flush_messages: interval.then(|| rng.gen_range(1..10)),
         ..LogConfig::default()
     };
     let sync_fault = rng.gen_bool(0.1);
     let op_seed: u64 = rng.gen();
-    // Phase 1: work, then stop at an arbitrary point (pending appends are simply abandoned).
-    let (acked, staged) = run(|| {
-        let fs = fs.clone();
-        let cfg = cfg.clone();
-        async move {
-            let mut rng = StdRng::seed_from_u64(op_seed);
-            let env = StorageEnv::memory(fs.clone(), rng.gen_range(0..8192));
-            let log = PartitionLog::open(&env, dir, cfg, 0).await.expect("open");
-            let mut acked: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
-            let mut staged: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
-            let mut pending = Vec::new();
-            for op in 0..ops {
-                let n = rng.gen_range(1..4);
-                let vals: Vec<Vec<u8>> = (0..n)
-                    .map(|_| vec![rng.gen(); rng.gen_range(0..1500)])
-                    .collect();
-                let b = batch(&vals, op as i64);
-                let h = validate_batches(&b, 1 << 20).expect("valid");
-                if sync_fault && rng.gen_bool(0.05) {
-                    fs.fail_next_sync.set(true);
-                }
-                let Ok(a) = log.append(b.clone(), &h, 0) else {
-                    break;
-                };
-                staged.insert(a.result.base_offset, stored(&b, a.result.base_offset));
-                pending.push((a.result.base_offset, stored(&b, a.result.base_offset), a));
-                if rng.gen_bool(0.3) {
-                    for (base, bytes, a) in pending.drain(..) {
-                        if a.durable().await.is_ok() {
-                            acked.insert(base, bytes);
+    // One executor for both phases: handles from before the crash fail, like a dead process.
+    run(|| async move {
+        // Phase 1: work, then stop at an arbitrary point (pending appends are simply abandoned).
+        let (acked, staged) = {
+            let fs = fs.clone();
+            let cfg = cfg.clone();
+            async move {
+                let mut rng = StdRng::seed_from_u64(op_seed);
+                let env = StorageEnv::memory(fs.clone(), rng.gen_range(0..8192));
+                let log = PartitionLog::open(&env, dir, cfg, 0).await.expect("open");
+                let mut acked: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+                let mut staged: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+                let mut pending = Vec::new();
+                for op in 0..ops {
+                    let n = rng.gen_range(1..4);
+                    let vals: Vec<Vec<u8>> = (0..n)
+                        .map(|_| vec![rng.gen(); rng.gen_range(0..1500)])
+                        .collect();
+                    let b = batch(&vals, op as i64);
+                    let h = validate_batches(&b, 1 << 20).expect("valid");
+                    if sync_fault && rng.gen_bool(0.05) {
+                        fs.fail_next_sync.set(true);
+                    }
+                    let Ok(a) = log.append(b.clone(), &h, 0) else {
+                        break;
+                    };
+                    staged.insert(a.result.base_offset, stored(&b, a.result.base_offset));
+                    pending.push((a.result.base_offset, stored(&b, a.result.base_offset), a));
+                    if rng.gen_bool(0.3) {
+                        for (base, bytes, a) in pending.drain(..) {
+                            if a.durable().await.is_ok() && !interval {
+                                acked.insert(base, bytes);
+                            }
+                        }
+                    }
+                    if rng.gen_bool(0.05) {
+                        let _ = log.tick(op as i64).await;
+                    }
+                    if rng.gen_bool(0.05) && log.flush().await.is_ok() {
+                        acked.extend(pending.drain(..).map(|(b, v, _)| (b, v)));
+                        acked.extend(staged.iter().map(|(b, v)| (*b, v.clone())));
+                    }
+                    if rng.gen_bool(0.03) {
+                        let hw = log.high_watermark().get();
+                        let start = log.log_start_offset().get();
+                        let to = rng.gen_range(start..=hw);
+                        log.delete_records_before(to).await.expect("delete records");
+                    }
+                    if rng.gen_bool(0.1) {
+                        // Everything below the high watermark is readable and bit-exact, even
+                        // what the cache evicted and (under interval flushing) is not yet synced.
+                        let start = log.log_start_offset().get();
+                        let hw = log.high_watermark().get();
+                        for (base, bytes) in read_all(&log, start).await {
+                            assert!(
+                                base < hw,
+                                "nothing at or above the high watermark is served"
+                            );
+                            assert!(staged.get(&base) == Some(&bytes), "served as staged");
                         }
                     }
                 }
-                if rng.gen_bool(0.05) {
-                    let _ = log.tick(op as i64).await;
-                }
+                (acked, staged)
             }
-            (acked, staged)
         }
-    });
-    let mode = [CrashMode::Drop, CrashMode::Torn, CrashMode::Garbage][rng.gen_range(0..3)];
-    fs.crash(mode, &mut rng);
-    // Phase 2: recover and check.
-    run(|| {
-        let fs = fs.clone();
-        async move {
+        .await;
+        let mode = [CrashMode::Drop, CrashMode::Torn, CrashMode::Garbage][rng.gen_range(0..3)];
+        fs.crash(mode, &mut rng);
+        // Phase 2: recover and check.
+        {
+            let fs = fs.clone();
+            async move {
             let env = StorageEnv::memory(fs, 4096);
             let log = PartitionLog::open(&env, dir, cfg, 0)
                 .await
@@ -422,10 +463,13 @@ fn crash_trial(seed: u64) {
                 "no offset reuse"
             );
         }
+        .await
+        }
     });
 }
 
-/// Real files: truncate and bit-flip the tail of a `.log`, delete an `.index`; reopen.
+/// Real files after a crash (no clean close): truncate and bit-flip the tail of the active
+/// `.log`, delete a sealed segment's `.index`; reopen: everything before the damage, nothing after.
 #[test]
 fn damaged_real_files_are_truncated_at_the_first_bad_byte() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -441,7 +485,7 @@ fn damaged_real_files_are_truncated_at_the_first_bad_byte() {
             let base = append(&log, &b, 0).await.expect("append");
             w.push((base, stored(&b, base)));
         }
-        log.close().await.expect("close");
+        // No close: the process "crashes" here, the active segment still preallocated.
         w
     });
     let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -452,37 +496,98 @@ fn damaged_real_files_are_truncated_at_the_first_bad_byte() {
     logs.sort();
     assert!(logs.len() >= 2);
     let last = logs.last().expect("a segment").clone();
+    let last_base: i64 = last
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("segment name is its base offset");
+    let data_len: usize = written
+        .iter()
+        .filter(|(b, _)| *b >= last_base)
+        .map(|(_, v)| v.len())
+        .sum();
     // Flip a bit in the last batch and cut a few bytes off: the last batch must go.
     let mut bytes = std::fs::read(&last).expect("read");
-    let n = bytes.len();
-    bytes[n - 20] ^= 0x10;
-    bytes.truncate(n - 3);
+    assert!(bytes.len() >= data_len, "preallocated past the data");
+    bytes[data_len - 20] ^= 0x10;
+    bytes.truncate(data_len - 3);
     std::fs::write(&last, &bytes).expect("write");
-    // A lost index is rebuilt.
+    // A lost index of a sealed segment is rebuilt.
     std::fs::remove_file(logs[0].with_extension("index")).expect("remove index");
-    // Pretend the broker crashed (not a clean shutdown).
-    let meta = dir.join("partition.meta");
-    let m = std::fs::read_to_string(&meta)
-        .expect("meta")
-        .replace("\"clean_shutdown\":true", "\"clean_shutdown\":false");
-    std::fs::write(&meta, m).expect("meta");
-    run(|| async {
-        let env = StorageEnv::dma(tmp.path(), 1 << 16).await.expect("env");
-        let log = PartitionLog::open(&env, &dir, config(16_384), 0)
-            .await
-            .expect("reopen");
-        let served = read_all(&log, 0).await;
-        assert_eq!(
-            fp(&served),
-            fp(&written[..written.len() - 1]),
-            "everything before the damage, nothing after"
-        );
-        let mid = written[3].0 + 1;
-        assert!(log.read(mid, 1).await.expect("read").chunks[0].to_vec() == written[3].1);
-        log.close().await.expect("close");
-    });
+    let check = |expect: &[(i64, Vec<u8>)]| {
+        run(|| async {
+            let env = StorageEnv::dma(tmp.path(), 1 << 16).await.expect("env");
+            let log = PartitionLog::open(&env, &dir, config(16_384), 0)
+                .await
+                .expect("reopen");
+            let served = read_all(&log, 0).await;
+            assert_eq!(
+                fp(&served),
+                fp(expect),
+                "everything before the damage, nothing after"
+            );
+            let mid = expect[3].0 + 1;
+            assert!(log.read(mid, 1).await.expect("read").chunks[0].to_vec() == expect[3].1);
+            assert_eq!(
+                log.offset_for_timestamp(5).await.expect("ts"),
+                Some((expect[4].0 + 1, 5))
+            );
+            log.close().await.expect("close");
+        })
+    };
+    check(&written[..written.len() - 1]);
     assert!(
         logs[0].with_extension("index").exists(),
         "index rebuilt and saved"
     );
+    // A damaged metadata file costs a full scan, not data.
+    std::fs::write(dir.join("partition.meta"), b"garbage").expect("meta");
+    check(&written[..written.len() - 1]);
+}
+
+/// Bad input is rejected before anything is staged: bad CRC, bad magic, impossible lengths,
+/// and a batch over `max.message.bytes`.
+#[test]
+fn bad_batches_are_rejected_and_nothing_is_written() {
+    run(|| async {
+        let fs = MemFs::new();
+        let env = StorageEnv::memory(fs.clone(), 1 << 16);
+        let dir = Path::new("/mem/bad-0");
+        let mut cfg = config(1 << 20);
+        cfg.max_message_bytes = 2_000;
+        let log = PartitionLog::open(&env, dir, cfg, 0).await.expect("open");
+        append(&log, &batch(&[b"ok".to_vec()], 1), 0)
+            .await
+            .expect("append");
+        let good = batch(&[b"hello".to_vec(), b"world".to_vec()], 2).to_vec();
+        let code = |b: Vec<u8>| {
+            validate_batches(&Bytes::from(b), 1 << 20)
+                .err()
+                .map(|e| e.kafka_error_code())
+        };
+        let mut bad_crc = good.clone();
+        let n = bad_crc.len();
+        bad_crc[n - 1] ^= 1;
+        assert_eq!(code(bad_crc), Some(2), "CORRUPT_MESSAGE");
+        let mut bad_magic = good.clone();
+        bad_magic[16] = 1;
+        assert!(code(bad_magic).is_some_and(|c| c == 2 || c == 87));
+        let mut too_long = good.clone();
+        too_long[8..12].copy_from_slice(&(1i32 << 30).to_be_bytes());
+        assert!(code(too_long).is_some_and(|c| c == 2 || c == 10 || c == 87));
+        let mut too_short = good.clone();
+        too_short[8..12].copy_from_slice(&3i32.to_be_bytes());
+        assert!(code(too_short).is_some_and(|c| c == 2 || c == 87));
+        assert!(code(good[..good.len() - 4].to_vec()).is_some());
+        // Valid but larger than this log accepts.
+        let big = batch(&[vec![9u8; 3_000]], 3);
+        let h = validate_batches(&big, 1 << 20).expect("valid");
+        assert!(matches!(
+            log.append(big.clone(), &h, 0),
+            Err(StorageError::MessageTooLarge(_))
+        ));
+        assert_eq!(log.log_end_offset().get(), 1, "nothing staged");
+        log.flush().await.expect("flush");
+        assert_eq!(read_all(&log, 0).await.len(), 1, "nothing written");
+    });
 }

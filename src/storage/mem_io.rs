@@ -40,6 +40,9 @@ pub struct MemFs {
     dirs: RefCell<std::collections::BTreeSet<PathBuf>>,
     pub fail_next_write: Cell<bool>,
     pub fail_next_sync: Cell<bool>,
+    /// Bumped by `crash`: handles from before it (the "dead process") fail every operation,
+    /// so a test may recover on the same executor while the old log's tasks wind down.
+    generation: Cell<u64>,
 }
 
 impl MemFs {
@@ -52,6 +55,7 @@ impl MemFs {
         // Injected faults belong to the run that crashed.
         self.fail_next_write.set(false);
         self.fail_next_sync.set(false);
+        self.generation.set(self.generation.get() + 1);
         for f in self.files.borrow().values() {
             let durable = f.durable.borrow().clone();
             let data = f.data.borrow().clone();
@@ -104,11 +108,20 @@ impl MemFs {
     pub fn remove_small(&self, path: &Path) {
         self.small.borrow_mut().remove(path);
     }
+
+    fn check_live(&self, generation: u64) -> io::Result<()> {
+        if generation == self.generation.get() {
+            Ok(())
+        } else {
+            Err(io::Error::other("handle from before a simulated crash"))
+        }
+    }
 }
 
 struct MemSegment {
     fs: Rc<MemFs>,
     file: Rc<MemFile>,
+    generation: u64,
 }
 
 impl SegmentFile for MemSegment {
@@ -119,6 +132,7 @@ impl SegmentFile for MemSegment {
     ) -> LocalBoxFuture<'a, io::Result<()>> {
         async move {
             assert_eq!(pos % ALIGN, 0, "O_DIRECT writes start on a page");
+            self.fs.check_live(self.generation)?;
             if self.fs.fail_next_write.replace(false) {
                 return Err(io::Error::other("injected write failure"));
             }
@@ -152,6 +166,7 @@ impl SegmentFile for MemSegment {
 
     fn sync(&self) -> LocalBoxFuture<'_, io::Result<()>> {
         async move {
+            self.fs.check_live(self.generation)?;
             if self.fs.fail_next_sync.replace(false) {
                 return Err(io::Error::other("injected fsync failure"));
             }
@@ -173,6 +188,7 @@ impl SegmentFile for MemSegment {
 
     fn truncate(&self, len: u64) -> LocalBoxFuture<'_, io::Result<()>> {
         async move {
+            self.fs.check_live(self.generation)?;
             self.file.data.borrow_mut().truncate(len as usize);
             let mut d = self.file.durable.borrow_mut();
             if d.len() > len as usize {
@@ -184,12 +200,20 @@ impl SegmentFile for MemSegment {
     }
 }
 
-/// `StorageIo` over a shared `MemFs`.
-pub struct MemIo(pub Rc<MemFs>);
+/// `StorageIo` over a shared `MemFs`, for one "process" (until the next `MemFs::crash`).
+pub struct MemIo(Rc<MemFs>, u64);
+
+impl MemIo {
+    pub fn new(fs: Rc<MemFs>) -> MemIo {
+        let generation = fs.generation.get();
+        MemIo(fs, generation)
+    }
+}
 
 impl StorageIo for MemIo {
     fn open<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn SegmentFile>>> {
         async move {
+            self.0.check_live(self.1)?;
             let file = self
                 .0
                 .files
@@ -200,6 +224,7 @@ impl StorageIo for MemIo {
             Ok(Rc::new(MemSegment {
                 fs: self.0.clone(),
                 file,
+                generation: self.1,
             }) as Rc<dyn SegmentFile>)
         }
         .boxed_local()
@@ -222,12 +247,14 @@ impl StorageIo for MemIo {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.0.check_live(self.1)?;
         self.0.files.borrow_mut().remove(path);
         self.0.small.borrow_mut().remove(path);
         Ok(())
     }
 
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.0.check_live(self.1)?;
         self.0.files.borrow_mut().retain(|p, _| !p.starts_with(dir));
         self.0.small.borrow_mut().retain(|p, _| !p.starts_with(dir));
         self.0.dirs.borrow_mut().retain(|p| !p.starts_with(dir));
@@ -239,6 +266,7 @@ impl StorageIo for MemIo {
     }
 
     fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.0.check_live(self.1)?;
         self.0
             .small
             .borrow_mut()

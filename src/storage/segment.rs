@@ -208,7 +208,7 @@ pub struct ScanOutcome {
     pub stopped: Option<String>,
 }
 
-/// Reads `file` from `from_pos` to `end` in large chunks, checking every batch (length, magic,
+/// Reads `file` from `from_pos` to `end` in chunks of `chunk_bytes` (or one batch if larger), checking every batch (length, magic,
 /// CRC, offsets continuing from `expected_offset`), and calls `f` with each valid header
 /// (position relative to the file). Stops at the first invalid byte.
 pub async fn scan(
@@ -217,6 +217,7 @@ pub async fn scan(
     end: u64,
     mut expected_offset: i64,
     max_batch_bytes: usize,
+    chunk_bytes: usize,
     f: &mut dyn FnMut(&BatchHeader, &Bytes) -> bool,
 ) -> Result<ScanOutcome, StorageError> {
     let mut pos = from_pos;
@@ -247,7 +248,7 @@ pub async fn scan(
             _ => super::batch::BATCH_HEADER_LEN,
         };
         if in_buf + need > buf.len() {
-            let want = need.max(SCAN_CHUNK_BYTES).min((end - pos) as usize);
+            let want = need.max(chunk_bytes).min((end - pos) as usize);
             if want < need {
                 return Ok(ScanOutcome {
                     valid_bytes: pos,

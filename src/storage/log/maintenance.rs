@@ -9,6 +9,9 @@ use crate::storage::offsets::LogStartOffset;
 use crate::storage::segment::{self, Segment};
 use crate::storage::StorageError;
 
+/// Read size for lookups that scan a little of a segment.
+const LOOKUP_CHUNK_BYTES: usize = super::READ_BYTES_MIN;
+
 /// Poll interval while waiting for an in-flight flush to finish.
 const FLUSH_WAIT_POLL: Duration = Duration::from_millis(1);
 
@@ -36,6 +39,7 @@ impl PartitionLog {
             (flush_due, self.retention_victims(&st, now_ms))
         };
         if flush_due {
+            self.st.borrow_mut().last_flush_ms = now_ms;
             self.ensure_flusher();
         }
         if deletable > 0 {
@@ -53,6 +57,12 @@ impl PartitionLog {
             .take_while(|s| s.finalized)
             .count()
             .min(st.segments.len() - 1);
+        // A segment goes only once all of it is below the high watermark, so the log start
+        // never passes it (a round can finalize a segment before it moves the watermark).
+        let closed = st.segments[..closed]
+            .iter()
+            .take_while(|s| s.next_offset <= st.high_watermark)
+            .count();
         let mut n = 0;
         if self.config.retention_ms >= 0 {
             while n < closed && st.segments[n].max_timestamp < now_ms - self.config.retention_ms {
@@ -141,7 +151,8 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Removes every batch at or after `offset` (a batch boundary), for replication.
+    /// Removes every record at or after `offset` (for replication): the batch containing
+    /// `offset` goes whole, so the new log end is that batch's base offset (<= `offset`).
     pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
         self.flush().await?;
         let (file, seg_base, pos_hint, flushed) = {
@@ -165,7 +176,10 @@ impl PartitionLog {
                 self.env.io.remove_file(&seg.index_path(&self.dir))?;
                 self.env.io.remove_file(&seg.time_index_path(&self.dir))?;
             }
-            let seg = st.segments.last().expect("a log always has a segment");
+            let seg = st.segments.last_mut().expect("a log always has a segment");
+            // Its saved indexes go stale: a crash from here on must scan it.
+            seg.sealed = false;
+            seg.finalized = false;
             (
                 seg.file.clone(),
                 seg.base_offset,
@@ -173,27 +187,41 @@ impl PartitionLog {
                 seg.flushed_size,
             )
         };
-        // Find the byte position of the first batch at or after `offset`.
-        let mut cut = pos_hint;
+        self.write_meta(false)?;
+        // Find the first batch holding `offset` or later: the cut position and the new end.
+        let (mut cut, mut new_end) = (pos_hint, seg_base);
+        // Max timestamp of the kept batches scanned here (those before are covered by the
+        // time index, as in Kafka: approximate below the last index entry).
+        let mut kept_max_ts: (i64, i64) = (-1, -1);
         if let Some(f) = &file {
             let mut found = None;
-            segment::scan(
+            let outcome = segment::scan(
                 &**f,
                 pos_hint,
                 flushed,
                 -1,
                 super::RECOVERY_BATCH_BYTES_MAX,
+                LOOKUP_CHUNK_BYTES,
                 &mut |h, _| {
-                    if h.base_offset >= offset {
-                        found = Some(h.position as u64);
+                    if h.last_offset() >= offset {
+                        found = Some((h.position as u64, h.base_offset));
                         false
                     } else {
+                        if h.max_timestamp > kept_max_ts.0 {
+                            kept_max_ts = (h.max_timestamp, h.last_offset());
+                        }
                         true
                     }
                 },
             )
             .await?;
-            cut = found.unwrap_or(flushed);
+            (cut, new_end) = match found {
+                Some(at) => at,
+                None if outcome.valid_bytes > pos_hint => {
+                    (outcome.valid_bytes, outcome.next_offset)
+                }
+                None => (pos_hint, offset.max(seg_base)),
+            };
             f.truncate(cut).await?;
             f.sync().await?;
         }
@@ -210,20 +238,27 @@ impl PartitionLog {
             seg.base_offset, seg_base,
             "no segment changes while truncating"
         );
-        let rel = (offset - seg.base_offset) as u32;
+        let rel = (new_end - seg.base_offset) as u32;
         seg.index.retain(|e| e.0 < rel && (e.1 as u64) < cut);
         seg.time_index.retain(|e| e.1 < rel);
+        let indexed = seg
+            .time_index
+            .last()
+            .map(|t| (t.0, seg.base_offset + t.1 as i64))
+            .unwrap_or((-1, -1));
+        (seg.max_timestamp, seg.max_timestamp_offset) = indexed.max(kept_max_ts);
         seg.size = cut;
         seg.flushed_size = cut;
         seg.allocated = cut;
         seg.tail_page = tail;
-        seg.next_offset = offset.max(seg.base_offset);
-        seg.sealed = false;
-        seg.finalized = false;
-        st.log_end = seg.next_offset;
-        st.high_watermark = st.high_watermark.min(st.log_end);
+        seg.next_offset = new_end;
+        st.log_end = new_end;
+        st.written_end = st.written_end.min(new_end);
+        st.high_watermark = st.high_watermark.min(new_end);
+        // The cut batch may have straddled the log start.
+        st.log_start = st.log_start.min(new_end);
         let end = st.log_end;
-        self.drop_cache_where(&mut st, |base, _| base >= end);
+        self.drop_cache_where(&mut st, |_, last| last >= end);
         Self::check_invariants(&st);
         drop(st);
         self.write_meta(false)

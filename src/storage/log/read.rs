@@ -131,6 +131,7 @@ impl PartitionLog {
                 flushed,
                 -1,
                 RECOVERY_BATCH_BYTES_MAX,
+                READ_BYTES_MIN,
                 &mut |h, bytes| {
                     if h.base_offset >= hw {
                         return false;
@@ -187,8 +188,11 @@ impl PartitionLog {
                 flushed,
                 -1,
                 RECOVERY_BATCH_BYTES_MAX,
+                segment::SCAN_CHUNK_BYTES,
                 &mut |h, _| {
-                    f(h);
+                    if h.last_offset() >= from_offset {
+                        f(h);
+                    }
                     true
                 },
             )
