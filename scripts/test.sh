@@ -53,7 +53,7 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust: rustup)"
-echo "kcat:   $(kcat -V 2>&1 | head -n 1)"
+echo "kcat:   $(kcat -V 2>&1 | grep -m1 -o 'Version .*librdkafka [0-9.]*' || true)"
 echo "node:   $(node --version)  npm: $(npm --version 2>/dev/null)"
 echo "python: $(python3 --version 2>&1)"
 echo "cargo:  $(cargo --version)"
@@ -72,7 +72,7 @@ if [ "$(cat .venv/.tidewater-stamp 2>/dev/null)" != "$want" ] \
 else
   echo "up to date"
 fi
-.venv/bin/python -c 'import confluent_kafka as c; print("confluent-kafka", c.version()[0], "librdkafka", c.libversion()[0])'
+.venv/bin/python -c 'import confluent_kafka as c; print("confluent-kafka", c.version()[0] if isinstance(c.version(), tuple) else c.version(), "librdkafka", c.libversion()[0])'
 
 step "kafkajs (tests/clients/node_modules)"
 LOCK=tests/clients/package-lock.json

@@ -333,3 +333,57 @@ def test_fetch_long_poll_wakes_on_produce(broker, topic):
         assert sorted(latencies)[2] < 2.5, f"median wake-up {sorted(latencies)[2]:.2f}s: long poll not woken"
     finally:
         c.close()
+
+
+def test_fetch_returns_a_message_larger_than_the_fetch_limits(broker, topic):
+    """KIP-74: the first record batch is returned even when it exceeds max.partition.fetch.bytes
+    and fetch.max.bytes, so a consumer never gets stuck."""
+    create_topic(broker.bootstrap, topic, 1)
+    big = bytes(range(256)) * 2000  # 512000 bytes
+    produce(broker.bootstrap, topic, [{"value": b"small"}, {"value": big}, {"value": b"after"}], acks="all",
+            **{"compression.type": "none", "linger.ms": 0})
+    got = consume_all(broker.bootstrap, topic, 1, 3,
+                      extra={"max.partition.fetch.bytes": 1024, "fetch.max.bytes": 1024, "message.max.bytes": 1000,
+                             "receive.message.max.bytes": 2_000_000})
+    assert [m.value() for m in got] == [b"small", big, b"after"]
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "zstd"])
+def test_start_in_the_middle_of_a_batch(broker, topic, codec):
+    """Fetch returns whole batches; the client skips records before the asked offset. The
+    broker must return the batch that contains the offset (not the next one)."""
+    create_topic(broker.bootstrap, topic, 1)
+    for chunk in range(5):
+        produce(broker.bootstrap, topic, [{"value": f"v{i}".encode()} for i in range(chunk * 20, chunk * 20 + 20)],
+                acks="all", **{"compression.type": codec, "linger.ms": 50})
+    for start in (0, 1, 19, 20, 37, 99):
+        got = consume_all(broker.bootstrap, topic, 1, 100 - start, start=start)
+        assert [m.offset() for m in got] == list(range(start, 100)), (codec, start)
+        assert [m.value() for m in got] == [f"v{i}".encode() for i in range(start, 100)]
+
+
+def test_concurrent_idempotent_producers_on_one_partition(broker, topic):
+    create_topic(broker.bootstrap, topic, 1)
+    results, errors = {}, []
+
+    def run(pid):
+        try:
+            results[pid] = produce(broker.bootstrap, topic,
+                                   [{"value": f"p{pid}-{i}".encode()} for i in range(300)],
+                                   acks="all", **{"enable.idempotence": True, "linger.ms": 1})
+        except BaseException as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not errors, errors
+    offsets = sorted(r["offset"] for rs in results.values() for r in rs)
+    assert offsets == list(range(1800))
+    for pid, rs in results.items():
+        # One producer's messages keep their order in the log.
+        assert [r["value"] for r in sorted(rs, key=lambda r: r["offset"])] == [f"p{pid}-{i}".encode() for i in range(300)]
+    got = consume_all(broker.bootstrap, topic, 1, 1800)
+    assert len(got) == 1800 and len({m.value() for m in got}) == 1800
