@@ -174,6 +174,12 @@ def test_idempotent_producer_survives_broker_stall_longer_than_request_timeout(b
     dupes = [v for v, c in Counter(values).items() if c > 1]
     assert not dupes, f"stored twice after the stall: {dupes[:5]}"
     stored = {(m.partition(), m.offset()): m.value() for m in got}
-    missing = [(p, o, v) for p, o, v in acked if stored.get((p, o)) != v]
+    # librdkafka reports success without an offset when the broker answers a retried batch with
+    # DUPLICATE_SEQUENCE_NUMBER (already written, original offset no longer cached): such a
+    # value must still be stored exactly once, anywhere in its partition.
+    where = {m.value(): (m.partition(), m.offset()) for m in got}
+    missing = [(p, o, v) for p, o, v in acked if (stored.get((p, o)) != v if o is not None else v not in where)]
     assert not missing, missing[:5]
     assert not failed, failed[:5]
+    unknown = [v for _, o, v in acked if o is None]
+    print(f"{len(acked)} acknowledged, {len(unknown)} without an offset: {unknown[:10]}")
