@@ -183,3 +183,27 @@ def test_idempotent_producer_survives_broker_stall_longer_than_request_timeout(b
     assert not failed, failed[:5]
     unknown = [v for _, o, v in acked if o is None]
     print(f"{len(acked)} acknowledged, {len(unknown)} without an offset: {unknown[:10]}")
+
+
+def test_sigterm_is_prompt_with_a_parked_long_poll(broker, topic):
+    """A consumer parked in a long Fetch must not hold up a clean shutdown: the broker answers
+    (or drops) parked fetches at SIGTERM instead of waiting out fetch.wait.max.ms."""
+    create_topic(broker.bootstrap, topic, 1)
+    produce(broker.bootstrap, topic, [{"value": b"x"}], acks="all")
+    c = consumer(broker.bootstrap, **{"fetch.wait.max.ms": 30000, "socket.timeout.ms": 60000})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        m = None
+        deadline = time.time() + 15
+        while m is None and time.time() < deadline:
+            m = c.poll(0.2)
+        assert m is not None and m.value() == b"x"
+        time.sleep(1)  # the next Fetch is parked at the end of the log
+        t0 = time.time()
+        broker.stop()
+        took = time.time() - t0
+    finally:
+        c.close()
+    assert took < 3, f"clean shutdown took {took:.1f}s with a parked fetch"
+    broker.start()
+    assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"x"]
