@@ -103,7 +103,9 @@ def test_offsets_for_times_and_watermarks(broker, topic, codec):
     # Separate flushes so the log holds several batches of 10; timestamps 0s, 1s, ... 49s.
     for chunk in range(5):
         produce(broker.bootstrap, topic,
-                [{"value": f"v{i}".encode(), "timestamp": base + i * 1000} for i in range(chunk * 10, chunk * 10 + 10)],
+                # Compressible values, so librdkafka does not fall back to an uncompressed batch.
+                [{"value": f"v{i}".encode() + b"x" * 200, "timestamp": base + i * 1000}
+                 for i in range(chunk * 10, chunk * 10 + 10)],
                 acks="all", **{"compression.type": codec, "linger.ms": 50})
     c = consumer(broker.bootstrap)
     try:
