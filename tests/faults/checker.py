@@ -14,7 +14,8 @@ must keep their relative order; workers may be interleaved or concatenated):
 
 Anomalies (per partition):
   lost-write          acknowledged, never read, while a later offset of its partition was read
-  unseen              acknowledged, never read by the end (and no later offset read either)
+  unseen              acknowledged, but absent from the final read (a session marked "final");
+                      without a final read: never read at all (and no later offset read either)
   duplicate           one value at two (partition, offset) positions (reads and acks together)
   inconsistent-offset one (partition, offset) holding two values (reads and acks together)
   nonmonotonic-poll   a consumer session reading an offset <= one it read before, without a seek
@@ -31,7 +32,7 @@ from collections import defaultdict
 
 EXPLAIN = {
     "lost-write": "acknowledged write never read although later offsets of its partition were read",
-    "unseen": "acknowledged write never read by the end of the test",
+    "unseen": "acknowledged write missing from the final read (or never read, without one)",
     "duplicate": "one value stored at more than one (partition, offset)",
     "inconsistent-offset": "one (partition, offset) observed with more than one value",
     "nonmonotonic-poll": "a consumer session read an offset not above the previous one without seeking",
@@ -115,6 +116,8 @@ def check(events):
     max_read = {}  # p -> highest offset read
     sessions = defaultdict(list)  # (w, s, p) -> [("assign", o) | ("poll", o, v)]
     hw = {}
+    final_sessions = set()
+    final_values = set()
     polls = 0
     res = Result()
 
@@ -143,6 +146,10 @@ def check(events):
             if o > max_read.get(p, -1):
                 max_read[p] = o
             sessions[(e["w"], e.get("s", 0), p)].append(("poll", o, v))
+            if (e["w"], e.get("s", 0)) in final_sessions:
+                final_values.add(v)
+        elif t == "final":
+            final_sessions.add((e["w"], e.get("s", 0)))
         elif t == "hw":
             hw[e["p"]] = max(hw.get(e["p"], 0), e["o"])
 
@@ -179,6 +186,12 @@ def check(events):
     # lost / unseen
     for v, (p, o) in sorted(acks.items(), key=lambda kv: kv[1]):
         if v in read_positions:
+            if final_sessions and v not in final_values:
+                res.anomalies["unseen"].append(
+                    {"value": v, "partition": p, "offset": o,
+                     "why": f"{v} acked at p{p}@{o} and read during the test, but gone from the final read"
+                            + (f" (final high watermark {hw[p]})" if p in hw else "")}
+                )
             continue
         if max_read.get(p, -1) > o:
             res.anomalies["lost-write"].append(
@@ -222,7 +235,7 @@ def check(events):
                         {"worker": w, "session": s, "partition": p, "from": prev, "to": o,
                          "why": f"{w} session {s} jumped p{p}@{prev} -> @{o} over {missed} existing offset(s), first {ks[i]}"}
                     )
-            prev = o if prev is None or o > prev else prev
+            prev = o  # after a backward jump, later polls are judged from the new position
 
     res.stats = {
         "acked": len(acks),

@@ -375,6 +375,10 @@ def run(args):
             except BufferError:
                 p.poll(0.1)
     p.flush(60)
+    if args.cold:
+        # a clean restart empties the read cache: fetches are served from disk
+        broker.stop()
+        broker.start()
     report = {"workdir": workdir, "rss_kib_start": rss_kib(broker.pid)}
     stop = os.path.join(workdir, "stop-probe")
     lat_path = os.path.join(workdir, "latency.jsonl")
@@ -397,15 +401,31 @@ def run(args):
         print(f"{name}: " + json.dumps({k: v for k, v in r.items() if k != "cases"})[:600], flush=True)
         time.sleep(1)
 
+    def settle(seconds):
+        """RSS samples after an attack ended: does the broker give the memory back?"""
+        samples = []
+        for _ in range(int(seconds * 2)):
+            samples.append(rss_kib(broker.pid))
+            time.sleep(0.5)
+        return {"rss_kib_samples": samples[::2], "answers_api_versions_now": api_versions_ok(broker.port, timeout=3)}
+
+    wanted = set(args.phases.split(",")) if args.phases else None
+    crashes = []
+    report["raw_crashes"] = crashes
+    attacks = [
+        ("raw_protocol", lambda: {"cases": run_raw(broker, rng, crashes)}),
+        ("slow_loris", lambda: slow_loris(broker.port, args.loris, args.loris_s, broker.pid)),
+        ("connection_flood", lambda: connection_flood(broker.port, args.flood, broker.pid)),
+        ("stuck_consumers", lambda: stuck_consumers(broker.port, topic, args.stuck, 500, args.stuck_s, broker.pid)),
+        ("lying_length_hogs", lambda: lying_length_hogs(broker.port, args.hogs, args.hogs_s, broker.pid)),
+    ]
     time.sleep(1)
     phase("quiet", lambda: (time.sleep(args.quiet_s), {})[1])
-    crashes = []
-    phase("raw_protocol", lambda: {"cases": run_raw(broker, rng, crashes)})
-    report["raw_crashes"] = crashes
-    phase("slow_loris", lambda: slow_loris(broker.port, args.loris, args.loris_s, broker.pid))
-    phase("connection_flood", lambda: connection_flood(broker.port, args.flood, broker.pid))
-    phase("stuck_consumers", lambda: stuck_consumers(broker.port, topic, args.stuck, 500, args.stuck_s, broker.pid))
-    phase("lying_length_hogs", lambda: lying_length_hogs(broker.port, args.hogs, args.hogs_s, broker.pid))
+    for name, fn in attacks:
+        if wanted is None or name in wanted:
+            phase(name, fn)
+            if args.settle_s:
+                phase(name + "_settle", lambda: settle(args.settle_s))
     phase("quiet_after", lambda: (time.sleep(args.quiet_s), {})[1])
     open(stop, "w").close()
     try:
@@ -415,7 +435,7 @@ def run(args):
     samples = read_samples(lat_path)
     report["latency"] = {name: window_stats(samples, t0, t1) for name, t0, t1 in windows}
     report["probe_failures"] = sum(1 for s in samples if not s.get("ok", True))
-    raw = report["raw_protocol"].get("cases", [])
+    raw = report.get("raw_protocol", {}).get("cases", [])
     report["raw_unexpected"] = [c for c in raw if c.get("as_expected") is False]
     report["broker_alive_at_end"] = broker.alive()
     report["rss_kib_end"] = rss_kib(broker.pid)
@@ -447,6 +467,9 @@ def parser():
     ap.add_argument("--hogs-s", type=float, default=5)
     ap.add_argument("--quiet-s", type=float, default=5)
     ap.add_argument("--prefill-mb", type=int, default=20)
+    ap.add_argument("--cold", action="store_true", help="restart the broker after the prefill (fetches read from disk)")
+    ap.add_argument("--phases", help="comma list of attacks to run (default: all)")
+    ap.add_argument("--settle-s", type=float, default=0, help="watch RSS this long after each attack")
     ap.add_argument("--long", action="store_true", help="1000 slow-loris connections for 30 s, 5000-connection flood")
     ap.add_argument("--broker-arg", action="append", default=[])
     ap.add_argument("--workdir")

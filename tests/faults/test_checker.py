@@ -150,3 +150,21 @@ def test_cli_exit_codes(tmp_path):
     assert r.returncode == 1
     assert "poll-skip" in r.stdout and "lost-write" in r.stdout
     assert json.loads(out.read_text())["counts"]["lost-write"] == 1
+
+
+def test_unseen_in_final_read_after_being_read():
+    # read during the test, then gone (the broker lost it): the final read does not have it
+    h = [assign(0), ack("v0", 0, 0), ack("v1", 0, 1), poll("v0", 0, 0), poll("v1", 0, 1)]
+    h += [{"t": "final", "w": "final", "s": 0}, assign(0, 0, "final", 0), poll("v0", 0, 0, "final", 0),
+          {"t": "hw", "p": 0, "o": 1}]
+    res = check(h)
+    assert res.counts()["unseen"] == 1
+    assert res.anomalies["unseen"][0]["value"] == "v1"
+    assert "final read" in res.anomalies["unseen"][0]["why"]
+
+
+def test_one_nonmonotonic_anomaly_per_backward_jump():
+    h = [assign(0)] + [ack(f"v{i}", 0, i) for i in range(5)]
+    h += [poll(f"v{i}", 0, i) for i in range(5)] + [poll(f"v{i}", 0, i) for i in range(5)]
+    res = check(h)
+    assert res.counts()["nonmonotonic-poll"] == 1
