@@ -99,8 +99,9 @@ pub enum RequestBody {
     Fetch(FetchRequest),
 }
 
-/// What a request frame decodes to.
+/// What a request frame decodes to. Not boxed: it is built and consumed once per request.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum DecodedRequest {
     /// KIP-511: an ApiVersions request of a version we do not serve gets a v0 answer with
     /// UNSUPPORTED_VERSION.
