@@ -1,5 +1,6 @@
 """Runs the real `tidewater` binary on a loopback port, with crash/pause helpers."""
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -64,7 +65,35 @@ class Broker:
             if api_versions_ok(self.port):
                 return self
             time.sleep(0.05)
-        raise RuntimeError(f"broker did not start in {timeout}s:\n{self.log()[-4000:]}")
+        diag = self.diagnose()
+        raise RuntimeError(f"broker did not start in {timeout}s (pid {self.proc.pid}):\n{diag}\n{self.log()[-4000:]}")
+
+    def diagnose(self):
+        """Thread states (and gdb backtraces where gdb exists) of a stuck broker."""
+        out = []
+        pid = self.proc.pid
+        try:
+            for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+                def rd(name):
+                    try:
+                        with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                            return f.read().strip()
+                    except OSError:
+                        return "?"
+                out.append(f"thread {tid} {rd('comm')} state={rd('stat').split(' ')[2] if rd('stat') != '?' else '?'} wchan={rd('wchan')}")
+        except OSError as e:
+            out.append(f"no /proc: {e}")
+        if shutil.which("gdb"):
+            try:
+                r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 25"],
+                                   capture_output=True, text=True, timeout=60)
+                out.append(r.stdout[-12000:])
+            except (subprocess.TimeoutExpired, OSError) as e:
+                out.append(f"gdb: {e}")
+        text = "\n".join(out)
+        with open(os.path.join(self.dir, f"stuck-{pid}.txt"), "w") as f:
+            f.write(text)
+        return text
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

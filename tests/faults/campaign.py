@@ -44,6 +44,20 @@ def plan_faults(seed, duration, kills, pauses, pause_s):
     return plan
 
 
+def restart(broker, failures, t0, tries=3):
+    """Starts the broker; a start that hangs or fails is recorded (with thread stacks) and the
+    broker is killed and started again, so the workload and the final read can go on."""
+    for _ in range(tries):
+        try:
+            broker.start()
+            return True
+        except RuntimeError as e:
+            failures.append({"at": round(time.time() - t0, 2), "error": str(e)[-6000:]})
+            print(f"[{time.time() - t0:6.1f}s] START FAILED (recorded), retrying", flush=True)
+            broker.kill9()
+    return False
+
+
 def run(args):
     workdir = args.workdir or tempfile.mkdtemp(prefix="tidewater-campaign-")
     os.makedirs(workdir, exist_ok=True)
@@ -82,11 +96,7 @@ def run(args):
             rss_max = max(rss_max, broker.rss_kib())
         if kind == "kill":
             broker.kill9()
-            try:
-                broker.start()
-            except RuntimeError as e:
-                start_failures.append(str(e)[-2000:])
-                break
+            restart(broker, start_failures, t0)
         else:
             broker.pause()
             time.sleep(args.pause_s)
@@ -98,10 +108,7 @@ def run(args):
         rss_max = max(rss_max, broker.rss_kib())
     # heal: the broker runs; producers stop and flush, consumers catch up a little, final read
     if not broker.alive():
-        try:
-            broker.start()
-        except RuntimeError as e:
-            start_failures.append(str(e)[-2000:])
+        restart(broker, start_failures, t0)
     open(stop_p, "w").close()
     for role, w in workers:
         if role == "producer":
