@@ -5,7 +5,11 @@ use std::rc::Rc;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::handlers;
@@ -79,21 +83,89 @@ fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
     T::decode(body, version).map_err(|e| format!("undecodable body: {e}"))
 }
 
-/// Decodes the header, checks the version against what we serve, and starts the handler.
-/// Work that must happen in request order (produce staging) happens before this returns.
-pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
+/// A request body decoded for one of the APIs we serve.
+#[derive(Debug)]
+pub enum RequestBody {
+    ApiVersions(ApiVersionsRequest),
+    Metadata(MetadataRequest),
+    CreateTopics(CreateTopicsRequest),
+    DeleteTopics(DeleteTopicsRequest),
+    ListOffsets(ListOffsetsRequest),
+    InitProducerId(InitProducerIdRequest),
+    CreatePartitions(CreatePartitionsRequest),
+    DeleteRecords(DeleteRecordsRequest),
+    DescribeConfigs(DescribeConfigsRequest),
+    Produce(ProduceRequest),
+    Fetch(FetchRequest),
+}
+
+/// What a request frame decodes to. Not boxed: it is built and consumed once per request.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum DecodedRequest {
+    /// KIP-511: an ApiVersions request of a version we do not serve gets a v0 answer with
+    /// UNSUPPORTED_VERSION.
+    UnsupportedApiVersions {
+        correlation_id: i32,
+    },
+    Request {
+        ctx: RequestCtx,
+        body: RequestBody,
+    },
+}
+
+/// Decodes one request frame (without its size prefix) exactly as `dispatch` does: ids, version
+/// check against the advertised table, header, body. `Err` means Kafka closes the connection.
+/// Pure (no shard), so the fuzz targets and tests can call it.
+pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, String> {
     let Some((key, version, correlation_id)) = peek_request_ids(&frame) else {
-        return Dispatched::Close("short request header".into());
+        return Err("short request header".into());
     };
     let Ok(api_key) = ApiKey::try_from(key) else {
-        return Dispatched::Close(format!("unknown api key {key}"));
+        return Err(format!("unknown api key {key}"));
     };
     let in_range = supported_range(key).is_some_and(|(lo, hi)| (lo..=hi).contains(&version));
     if !in_range {
         if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer an unknown ApiVersions version with v0 and UNSUPPORTED_VERSION.
+            return Ok(DecodedRequest::UnsupportedApiVersions { correlation_id });
+        }
+        return Err(format!("unsupported version {version} of {api_key:?}"));
+    }
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, api_key.request_header_version(version))
+        .map_err(|e| format!("undecodable request header: {e}"))?;
+    let ctx = RequestCtx {
+        api_key,
+        api_version: version,
+        correlation_id,
+        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+    };
+    let b = &mut body;
+    let body = match api_key {
+        ApiKey::ApiVersions => RequestBody::ApiVersions(decode(b, version)?),
+        ApiKey::Metadata => RequestBody::Metadata(decode(b, version)?),
+        ApiKey::CreateTopics => RequestBody::CreateTopics(decode(b, version)?),
+        ApiKey::DeleteTopics => RequestBody::DeleteTopics(decode(b, version)?),
+        ApiKey::ListOffsets => RequestBody::ListOffsets(decode(b, version)?),
+        ApiKey::InitProducerId => RequestBody::InitProducerId(decode(b, version)?),
+        ApiKey::CreatePartitions => RequestBody::CreatePartitions(decode(b, version)?),
+        ApiKey::DeleteRecords => RequestBody::DeleteRecords(decode(b, version)?),
+        ApiKey::DescribeConfigs => RequestBody::DescribeConfigs(decode(b, version)?),
+        ApiKey::Produce => RequestBody::Produce(decode(b, version)?),
+        ApiKey::Fetch => RequestBody::Fetch(decode(b, version)?),
+        other => return Err(format!("{other:?} is advertised but has no handler")),
+    };
+    Ok(DecodedRequest::Request { ctx, body })
+}
+
+/// Decodes the request (`decode_request`) and starts the handler.
+/// Work that must happen in request order (produce staging) happens before this returns.
+pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
+    let (ctx, body) = match decode_request(frame) {
+        Err(why) => return Dispatched::Close(why),
+        Ok(DecodedRequest::UnsupportedApiVersions { correlation_id }) => {
             let ctx = RequestCtx {
-                api_key,
+                api_key: ApiKey::ApiVersions,
                 api_version: 0,
                 correlation_id,
                 client_id: None,
@@ -101,52 +173,34 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
             let resp = handlers::api_versions::unsupported_version_response();
             return Dispatched::Respond(async move { encode_response(&ctx, &resp) }.boxed_local());
         }
-        return Dispatched::Close(format!("unsupported version {version} of {api_key:?}"));
-    }
-    let mut body = frame;
-    let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => return Dispatched::Close(format!("undecodable request header: {e}")),
-    };
-    let ctx = RequestCtx {
-        api_key,
-        api_version: version,
-        correlation_id,
-        client_id: header.client_id.as_ref().map(|s| s.to_string()),
+        Ok(DecodedRequest::Request { ctx, body }) => (ctx, body),
     };
     let shard = shard.clone();
     macro_rules! route {
-        ($module:ident) => {
-            match decode(&mut body, version) {
-                Ok(req) => Dispatched::Respond(
-                    async move {
-                        let resp = handlers::$module::handle(&shard, &ctx, req).await;
-                        encode_response(&ctx, &resp)
-                    }
-                    .boxed_local(),
-                ),
-                Err(why) => Dispatched::Close(why),
-            }
-        };
+        ($module:ident, $req:expr) => {{
+            let req = $req;
+            Dispatched::Respond(
+                async move {
+                    let resp = handlers::$module::handle(&shard, &ctx, req).await;
+                    encode_response(&ctx, &resp)
+                }
+                .boxed_local(),
+            )
+        }};
     }
-    match api_key {
-        ApiKey::ApiVersions => route!(api_versions),
-        ApiKey::Metadata => route!(metadata),
-        ApiKey::CreateTopics => route!(create_topics),
-        ApiKey::DeleteTopics => route!(delete_topics),
-        ApiKey::ListOffsets => route!(list_offsets),
-        ApiKey::InitProducerId => route!(init_producer_id),
-        ApiKey::CreatePartitions => route!(create_partitions),
-        ApiKey::DeleteRecords => route!(delete_records),
-        ApiKey::DescribeConfigs => route!(describe_configs),
-        ApiKey::Produce => match decode(&mut body, version) {
-            Ok(req) => handlers::produce::dispatch(&shard, ctx, req).await,
-            Err(why) => Dispatched::Close(why),
-        },
-        ApiKey::Fetch => match decode(&mut body, version) {
-            Ok(req) => Dispatched::Respond(handlers::fetch::handle(shard, ctx, req).boxed_local()),
-            Err(why) => Dispatched::Close(why),
-        },
-        other => Dispatched::Close(format!("{other:?} is advertised but has no handler")),
+    match body {
+        RequestBody::ApiVersions(r) => route!(api_versions, r),
+        RequestBody::Metadata(r) => route!(metadata, r),
+        RequestBody::CreateTopics(r) => route!(create_topics, r),
+        RequestBody::DeleteTopics(r) => route!(delete_topics, r),
+        RequestBody::ListOffsets(r) => route!(list_offsets, r),
+        RequestBody::InitProducerId(r) => route!(init_producer_id, r),
+        RequestBody::CreatePartitions(r) => route!(create_partitions, r),
+        RequestBody::DeleteRecords(r) => route!(delete_records, r),
+        RequestBody::DescribeConfigs(r) => route!(describe_configs, r),
+        RequestBody::Produce(r) => handlers::produce::dispatch(&shard, ctx, r).await,
+        RequestBody::Fetch(r) => {
+            Dispatched::Respond(handlers::fetch::handle(shard, ctx, r).boxed_local())
+        }
     }
 }
