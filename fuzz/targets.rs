@@ -3,13 +3,12 @@
 //! A target panics (or aborts) only on a bug.
 #![allow(dead_code)]
 
-use std::io::Read;
-
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use tidewater::protocol::frame::{split_frame, FrameError};
 use tidewater::server::dispatch::decode_request;
 use tidewater::storage::batch::{self, validate_batches, BATCH_HEADER_LEN};
+use tidewater::storage::compression;
 use tidewater::storage::segment::{self, Segment};
 
 /// Largest batch the targets accept (the broker's default `message.max.bytes`).
@@ -126,59 +125,21 @@ fn check_and_decode(data: &[u8]) {
     }
 }
 
-/// Decompresses a batch's records section with a bound on the output size.
+/// Decompresses a batch's records section with the broker's bounded decompressor.
 pub fn decompress(buf: &mut Bytes, c: Compression) -> anyhow::Result<Bytes> {
     let input = std::mem::take(buf);
-    let limit = MAX_DECOMPRESSED_BYTES as u64;
-    let mut out = Vec::new();
-    match c {
+    let codec = match c {
         Compression::None => return Ok(input),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(&input[..])
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
-        }
-        Compression::Lz4 => {
-            lz4::Decoder::new(&input[..])?
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(&input[..])?
-                .take(limit + 1)
-                .read_to_end(&mut out)?;
-        }
-        Compression::Snappy => {
-            // xerial framing (what Kafka clients write): magic, then [u32 length][raw block]*
-            const MAGIC: &[u8] = b"\x82SNAPPY\x00";
-            let mut blocks: Vec<&[u8]> = Vec::new();
-            if input.len() >= 16 && &input[..8] == MAGIC {
-                let mut rest = &input[16..];
-                while !rest.is_empty() {
-                    anyhow::ensure!(rest.len() >= 4, "truncated snappy block length");
-                    let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                    anyhow::ensure!(rest.len() >= 4 + n, "truncated snappy block");
-                    blocks.push(&rest[4..4 + n]);
-                    rest = &rest[4 + n..];
-                }
-            } else {
-                blocks.push(&input[..]);
-            }
-            for b in blocks {
-                let n = snap::raw::decompress_len(b)?;
-                anyhow::ensure!(
-                    out.len() + n <= MAX_DECOMPRESSED_BYTES,
-                    "snappy output too large"
-                );
-                out.extend_from_slice(&snap::raw::Decoder::new().decompress_vec(b)?);
-            }
-        }
-    }
-    anyhow::ensure!(
-        out.len() as u64 <= limit,
-        "decompressed records exceed {limit} bytes"
-    );
-    Ok(Bytes::from(out))
+        Compression::Gzip => compression::CODEC_GZIP,
+        Compression::Snappy => compression::CODEC_SNAPPY,
+        Compression::Lz4 => compression::CODEC_LZ4,
+        Compression::Zstd => compression::CODEC_ZSTD,
+    };
+    Ok(Bytes::from(compression::decompress(
+        codec,
+        &input,
+        MAX_DECOMPRESSED_BYTES,
+    )?))
 }
 
 /// A RecordBatch v2 around `records` (any bytes) with a valid length and CRC.
@@ -269,6 +230,7 @@ pub fn recovery(data: &[u8]) {
         end,
         base,
         MAX_BATCH_BYTES,
+        segment::SCAN_CHUNK_BYTES,
         &mut |h, bytes| {
             assert_eq!(h.position as u64, last_end, "batches are contiguous");
             assert_eq!(bytes.len(), h.size_bytes);

@@ -5,8 +5,9 @@
 #      .venv: confluent-kafka, kafka-python, aiokafka, pytest, pytest-timeout (tests/clients/requirements.txt);
 #      tests/clients/node_modules: kafkajs (tests/clients/package-lock.json);
 #   2. cargo build --release, cargo test --release;
-#   3. pytest tests/clients against brokers the tests start themselves on free 127.0.0.1 ports.
-# Arguments are passed to pytest (e.g. `bash scripts/test.sh -k kcat -x`).
+#   3. pytest tests/clients against brokers the tests start themselves on free 127.0.0.1 ports;
+#   4. pytest tests/faults: crash loop with the history checker, power loss, hostile clients.
+# Arguments are passed to the client pytest run (e.g. `bash scripts/test.sh -k kcat -x`).
 # Env: SKIP_RUST_TESTS=1 skips step 2's cargo test; TIDEWATER_BIN overrides the broker binary;
 #      TIDEWATER_GROUPS=1 also runs the consumer-group tests.
 # Exits non-zero when any step fails.
@@ -106,6 +107,11 @@ if [ "$rc" = 5 ]; then
 elif [ "$rc" != 0 ]; then
   failed+=("pytest (exit $rc)")
 fi
+
+step "fault campaign, short form (pytest tests/faults)"
+rc=0
+.venv/bin/python -m pytest tests/faults -p no:cacheprovider -rfEs --durations=5 || rc=$?
+[ "$rc" = 0 ] || failed+=("faults (exit $rc)")
 
 step "done"
 if ((${#failed[@]})); then

@@ -30,7 +30,20 @@ enum Wake {
 }
 
 /// A response being produced: `None` means the request gets no response (acks=0 produce).
-type Pending = JoinHandle<Option<Response>>;
+/// The flag marks Fetch requests.
+type Pending = (JoinHandle<Option<Response>>, bool);
+
+/// Fetch requests a connection has dispatched but not yet written. Fetch responses are the
+/// large ones (up to `fetch.max.bytes` read from disk each); at one per connection, a client
+/// that pipelines fetches and never reads its socket holds one response, not hundreds. Like
+/// Kafka muting a channel until its response is sent, but only for fetches.
+const FETCHES_IN_FLIGHT_PER_CONNECTION_MAX: usize = 1;
+
+/// Whether the next frame in `buf` (if its header is there) is a Fetch request.
+fn next_is_fetch(buf: &BytesMut) -> bool {
+    buf.len() >= 6 && i16::from_be_bytes([buf[4], buf[5]]) == FETCH_API_KEY
+}
+const FETCH_API_KEY: i16 = 1;
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -46,8 +59,18 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
     let mut closing: Option<String> = None;
     loop {
         // Dispatch every complete frame (in order) while there is room in flight.
+        let mut fetch_blocked = false;
         while closing.is_none() && inflight.len() < inflight_max && !shard.shared.is_shutting_down()
         {
+            let is_fetch = next_is_fetch(&buf);
+            if is_fetch
+                && inflight.iter().filter(|(_, f)| *f).count()
+                    >= FETCHES_IN_FLIGHT_PER_CONNECTION_MAX
+            {
+                // Write what is ahead first; stop reading meanwhile (the buffer stays bounded).
+                fetch_blocked = true;
+                break;
+            }
             match split_frame(&mut buf, max_frame, &mut needed) {
                 Ok(Some(frame)) => {
                     let permit = match frame_permit.take() {
@@ -61,7 +84,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
                                 drop(permit);
                                 r
                             });
-                            inflight.push_back(task.detach());
+                            inflight.push_back((task.detach(), is_fetch));
                         }
                         Dispatched::Close(why) => closing = Some(why),
                     }
@@ -83,14 +106,14 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
             }
             return Ok(());
         }
-        let can_read = !stop_reading && inflight.len() < inflight_max;
+        let can_read = !stop_reading && !fetch_blocked && inflight.len() < inflight_max;
         if can_read {
             let want = needed
                 .saturating_sub(buf.len())
                 .clamp(READ_CHUNK_BYTES, max_frame + 4);
             let read = recv_into(&stream, &mut buf, want);
             let wake = match inflight.front_mut() {
-                Some(task) => match select(Box::pin(read), task).await {
+                Some((task, _)) => match select(Box::pin(read), task).await {
                     Either::Left((n, _)) => Wake::Read(n),
                     Either::Right((resp, _)) => Wake::Head(resp),
                 },
@@ -112,7 +135,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
                 }
                 Wake::Tick => {}
             }
-        } else if let Some(task) = inflight.pop_front() {
+        } else if let Some((task, _)) = inflight.pop_front() {
             let resp = task.await;
             write_response(&mut stream, resp).await?;
         }

@@ -62,6 +62,9 @@ pub struct Shard {
     pub controller_lock: Rc<glommio::sync::Semaphore>,
     /// Shard 0 only: next producer id to hand out.
     pub next_producer_id: Cell<i64>,
+    /// Long waits (parked fetches) that must end when shutdown starts; bounded by the
+    /// requests in flight, cancelled ones are dropped on every registration.
+    shutdown_waiters: RefCell<Vec<futures::channel::oneshot::Sender<()>>>,
 }
 
 impl Shard {
@@ -87,7 +90,29 @@ impl Shard {
             request_memory: Rc::new(glommio::sync::Semaphore::new(mem)),
             connections: Cell::new(0),
             controller_lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            shutdown_waiters: RefCell::new(Vec::new()),
             config,
+        }
+    }
+
+    /// Resolves when this shard starts shutting down (at once if it already has).
+    pub async fn until_shutdown(&self) {
+        if self.shared.is_shutting_down() {
+            return;
+        }
+        let (tx, rx) = futures::channel::oneshot::channel();
+        {
+            let mut w = self.shutdown_waiters.borrow_mut();
+            w.retain(|s| !s.is_canceled());
+            w.push(tx);
+        }
+        let _ = rx.await;
+    }
+
+    /// Called by the shard's main loop once it sees the shutdown flag: ends every long wait.
+    pub fn notify_shutdown(&self) {
+        for w in self.shutdown_waiters.borrow_mut().drain(..) {
+            let _ = w.send(());
         }
     }
 

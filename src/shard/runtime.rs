@@ -122,6 +122,7 @@ async fn shard_main(
     while !shared.is_shutting_down() {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
+    shard.notify_shutdown();
     // Phase 1: stop accepting, let connections finish what they started.
     accept.cancel().await;
     let drain_deadline = std::time::Instant::now() + Duration::from_millis(DRAIN_TIMEOUT_MS);

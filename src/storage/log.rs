@@ -172,6 +172,11 @@ impl PartitionLog {
         HighWatermark(self.st.borrow().high_watermark)
     }
 
+    /// The log was closed (shutdown or topic deletion); waiters stop waiting.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     pub fn segment_count(&self) -> usize {
         self.st.borrow().segments.len()
     }

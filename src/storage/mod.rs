@@ -5,6 +5,7 @@
 //! appends without awaiting in between sees a consistent log.
 
 pub mod batch;
+pub mod compression;
 pub mod io;
 pub mod log;
 pub mod mem_io;

@@ -58,8 +58,6 @@ def test_raw_protocol_cases(broker):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, reason="BUG: a request declaring a huge array length aborts the broker "
-                                       "(kafka-protocol Array::decode Vec::with_capacity)")
 def test_huge_array_length_closes_connection_not_broker(broker):
     for data in (open(os.path.join(hostile.HERE, "..", "..", "fuzz", "findings", "request", n), "rb").read()
                  for n in ("metadata-array-len", "produce-array-len", "fetch-array-len")):
@@ -101,8 +99,6 @@ def test_slow_loris_and_connection_flood(broker):
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.xfail(strict=True, reason="BUG: pipelined Fetch requests from clients that never read "
-                                       "grow broker memory without bound when served from disk")
 def test_stuck_consumers_memory_bounded(tmp_path):
     b = Broker(cores=1, workdir=str(tmp_path / "broker"))
     b.start()

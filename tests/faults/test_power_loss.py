@@ -24,9 +24,6 @@ def test_power_loss_after_kill9(pattern, tmp_path):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a clean shutdown the active segment is trusted (partition.meta end offset) without "
-    "checking the file: a truncated tail leaves the high watermark past the data and consumers stall"))
 def test_truncated_active_segment_after_clean_stop(tmp_path):
     r = power_loss.trial("truncate-mid-last-batch", seed=1, stop="sigterm", workdir=str(tmp_path / "b"))
     assert r["started"], r

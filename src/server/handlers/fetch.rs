@@ -109,7 +109,7 @@ async fn wait_any(shard: &Rc<Shard>, items: &[(String, i32, Want)], deadline: In
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let any = futures::future::select_all(futs);
                 let _ = glommio::timer::timeout(remaining, async {
-                    any.await;
+                    futures::future::select(any, s.until_shutdown().boxed_local()).await;
                     Ok(())
                 })
                 .await;
@@ -118,12 +118,22 @@ async fn wait_any(shard: &Rc<Shard>, items: &[(String, i32, Want)], deadline: In
     });
     let all: Vec<_> = waits.collect();
     if all.is_empty() {
-        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let _ = glommio::timer::timeout(remaining, async {
+            shard.until_shutdown().await;
+            Ok(())
+        })
+        .await;
         return;
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
+    // A parked fetch ends at shutdown so the connection can drain promptly.
     let _ = glommio::timer::timeout(remaining, async {
-        futures::future::select_all(all).await;
+        futures::future::select(
+            futures::future::select_all(all),
+            shard.until_shutdown().boxed_local(),
+        )
+        .await;
         Ok(())
     })
     .await;

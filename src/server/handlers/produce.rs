@@ -93,11 +93,13 @@ pub fn stage(
         // Answer with the original offsets, but only once they are durable.
         let log = p.log.clone();
         return async move {
-            let wait = log.wait_for_data(b.last_offset);
+            // Waiters wake on every high-watermark advance, so wait until it passes ours.
             let durable = glommio::timer::timeout(
                 std::time::Duration::from_millis(DUPLICATE_DURABLE_WAIT_MS),
                 async {
-                    wait.await;
+                    while log.high_watermark().get() <= b.last_offset && !log.is_closed() {
+                        log.wait_for_data(b.last_offset).await;
+                    }
                     Ok(())
                 },
             )

@@ -5,6 +5,7 @@ use futures::channel::oneshot;
 
 use super::{PartitionLog, ReadChunks, READ_BYTES_MIN, RECOVERY_BATCH_BYTES_MAX};
 use crate::storage::batch::{self, BatchHeader, BATCH_HEADER_LEN};
+use crate::storage::compression;
 use crate::storage::segment;
 use crate::storage::StorageError;
 
@@ -100,8 +101,8 @@ impl PartitionLog {
         let _ = rx.await;
     }
 
-    /// First offset whose timestamp is >= `timestamp_ms`, with that timestamp. Record-exact
-    /// for uncompressed batches; for compressed ones, the batch's first offset and max timestamp.
+    /// First offset whose timestamp is >= `timestamp_ms`, with that timestamp. Record-exact,
+    /// compressed batches included.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
@@ -272,22 +273,55 @@ fn read_varint(b: &[u8], at: &mut usize) -> Option<i64> {
     None
 }
 
+/// Bound on one compressed batch's records when ListOffsets looks inside it; a batch that
+/// inflates past this is answered at batch granularity instead.
+const TIMESTAMP_SCAN_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+
 /// The first record in `bytes` (one batch) with timestamp >= `ts`: (offset, timestamp).
+/// Compressed batches are inflated (bounded) so the answer is record-exact, as Kafka's is.
 fn first_record_at_or_after(h: &BatchHeader, bytes: &[u8], ts: i64) -> Option<(i64, i64)> {
-    if h.compression() != 0 || h.attributes & batch::ATTR_TIMESTAMP_LOG_APPEND != 0 {
-        return Some((h.base_offset, h.max_timestamp));
+    let batch_level = Some((h.base_offset, h.max_timestamp));
+    if h.attributes & batch::ATTR_TIMESTAMP_LOG_APPEND != 0 {
+        return batch_level;
     }
-    let mut at = BATCH_HEADER_LEN;
+    let inflated;
+    let records: &[u8] = if h.compression() == compression::CODEC_NONE {
+        bytes.get(BATCH_HEADER_LEN..)?
+    } else {
+        match compression::decompress(
+            h.compression(),
+            bytes.get(BATCH_HEADER_LEN..)?,
+            TIMESTAMP_SCAN_DECOMPRESSED_BYTES_MAX,
+        ) {
+            Ok(v) => {
+                inflated = v;
+                &inflated
+            }
+            Err(_) => return batch_level,
+        }
+    };
+    let mut at = 0usize;
     for _ in 0..h.records_count {
-        let len = read_varint(bytes, &mut at)?;
+        let Some(len) = read_varint(records, &mut at) else {
+            return batch_level;
+        };
         let record_start = at;
         at += 1; // attributes
-        let ts_delta = read_varint(bytes, &mut at)?;
-        let offset_delta = read_varint(bytes, &mut at)?;
+        let (Some(ts_delta), Some(offset_delta)) =
+            (read_varint(records, &mut at), read_varint(records, &mut at))
+        else {
+            return batch_level;
+        };
         if h.base_timestamp + ts_delta >= ts {
             return Some((h.base_offset + offset_delta, h.base_timestamp + ts_delta));
         }
-        at = record_start.checked_add(usize::try_from(len).ok()?)?;
+        let Some(next) = usize::try_from(len)
+            .ok()
+            .and_then(|l| record_start.checked_add(l))
+        else {
+            return batch_level;
+        };
+        at = next;
     }
-    Some((h.base_offset, h.max_timestamp))
+    batch_level
 }

@@ -131,13 +131,22 @@ impl PartitionLog {
                 } else {
                     bases[i + 1]
                 };
-                if seg.load_indexes(&index, &times) && next >= *base {
+                if seg.load_indexes(&index, &times)
+                    && next >= *base
+                    && tail_matches(&*file, &seg, file_size, next).await?
+                {
                     seg.next_offset = next;
                     if let Some((ts, rel)) = seg.time_index.last() {
                         seg.max_timestamp = *ts;
                         seg.max_timestamp_offset = *base + *rel as i64;
                     }
                     trusted = true;
+                } else {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        segment = base,
+                        "segment does not match its indexes and metadata: scanning it"
+                    );
                 }
             }
             if !trusted {
@@ -270,4 +279,34 @@ fn recovery_point(st: &State) -> i64 {
         .find(|s| !s.finalized)
         .map(|s| s.base_offset)
         .unwrap_or(st.log_end)
+}
+
+/// Checks a segment we are about to trust without a full scan: the batches from its last index
+/// entry must be valid, end exactly at the file's end and at offset `next`. A file cut or
+/// damaged after a clean shutdown (or indexes from another life) fails this and is scanned.
+async fn tail_matches(
+    file: &dyn crate::storage::io::SegmentFile,
+    seg: &Segment,
+    file_size: u64,
+    next: i64,
+) -> Result<bool, StorageError> {
+    let (from_pos, from_offset) = seg
+        .index
+        .last()
+        .map(|(rel, pos)| (*pos as u64, seg.base_offset + *rel as i64))
+        .unwrap_or((0, seg.base_offset));
+    if from_pos > file_size {
+        return Ok(false);
+    }
+    let tail = segment::scan(
+        file,
+        from_pos,
+        file_size,
+        from_offset,
+        RECOVERY_BATCH_BYTES_MAX,
+        segment::SCAN_CHUNK_BYTES,
+        &mut |_, _| true,
+    )
+    .await?;
+    Ok(tail.stopped.is_none() && tail.valid_bytes == file_size && tail.next_offset == next)
 }
