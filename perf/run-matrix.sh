@@ -13,6 +13,7 @@
 #        DURATION   measured seconds per row (default 10); WARMUP (default 2)
 #        PRODUCERS  producer connections (default 1); BENCH_ARGS extra generator options
 #        E2E_RATE   fixed e2e rate (msgs/s) instead of 50% of the measured max
+#        E2E_LINGER linger (ms) of the open-loop e2e producers (default 5, Kafka's default)
 #        TOPIC_PREFIX topic name prefix (default: m<random>, fresh topics per run)
 #        PLOTS=0    skip the plots
 set -euo pipefail
@@ -26,9 +27,12 @@ prefix="${TOPIC_PREFIX:-m$RANDOM$RANDOM}"
 pin=(); [ -n "$cpu" ] && pin=(taskset -c "$cpu")
 read -r -a extra <<< "${BENCH_ARGS:-}"
 
+: > "$out/rows.txt"
 run() { # name, generator args...
   local name="$1"; shift
   echo "== $name" >&2
+  echo "$name" >> "$out/rows.txt"
+  rm -f "$out/$name.json"
   if ! "${pin[@]}" "$bench" "$@" --bootstrap "$bootstrap" --quiet "${extra[@]}" \
       --json "$out/$name.json" --timeseries "$out/$name.csv" > "$out/$name.txt" 2> "$out/$name.err"; then
     echo "   FAILED (see $out/$name.err)" >&2; tail -3 "$out/$name.err" >&2; return 0
@@ -57,19 +61,18 @@ for size in 100 1024; do
   rate="${E2E_RATE:-$((max / 2))}"
   if [ "$rate" -gt 0 ]; then
     run "e2e-acksall-${size}B-16p-half" e2e --topic "$prefix-e2e-$size" --partitions 16 --message-size "$size" \
-      --acks all --rate "$rate" --producers "$producers" --duration "$dur" --warmup "$warm"
+      --acks all --rate "$rate" --linger-ms "${E2E_LINGER:-5}" --producers "$producers" --duration "$dur" --warmup "$warm"
   fi
 done
 
 python3 - "$out" <<'PY'
-import glob, json, os, sys
+import json, os, sys
 out = sys.argv[1]
 rows = {}
-for p in sorted(glob.glob(os.path.join(out, '*.json'))):
-    name = os.path.basename(p)[:-5]
-    if name in ('results',):
-        continue
-    rows[name] = json.load(open(p))
+for name in open(os.path.join(out, 'rows.txt')).read().split():
+    p = os.path.join(out, name + '.json')
+    if os.path.exists(p):  # failed rows have none
+        rows[name] = json.load(open(p))
 json.dump(rows, open(os.path.join(out, 'results.json'), 'w'), indent=1)
 lines = ["| row | msg/s | MB/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |", "|---|---|---|---|---|---|---|---|"]
 for k, j in rows.items():
