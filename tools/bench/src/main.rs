@@ -4,6 +4,8 @@
 //! send time, so coordinated omission cannot hide stalls) or closed loop as fast as the broker
 //! acknowledges.
 
+#[cfg(test)]
+mod fake;
 mod gen;
 mod proto;
 mod stats;
@@ -930,6 +932,64 @@ mod tests {
         assert!(run_args(&["produce", "--dry-run", "--acks", "2"]).is_err());
         assert!(run_args(&["produce", "--dry-run", "--message-size", "a"]).is_err());
         assert!(run_args(&["consume", "--dry-run"]).is_err());
+    }
+
+    #[test]
+    fn producers_send_each_partition_to_its_leader() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let cluster = rt.block_on(fake::start(2, "t", 4));
+        let boot = cluster.addrs[1].clone();
+        let r = run_args(&[
+            "produce",
+            "--bootstrap",
+            &boot,
+            "--topic",
+            "t",
+            "--duration",
+            "0.4",
+            "--warmup",
+            "0.1",
+            "--message-size",
+            "50",
+            "--keys",
+            "1000",
+            "--acks",
+            "1",
+            "--quiet",
+        ])
+        .expect("runs against the fake cluster");
+        assert!(r.messages > 0);
+        assert_eq!(r.errors, 0, "no partition went to a non-leader");
+        let st = cluster.state.lock().expect("state");
+        let mut seen: Vec<(i32, i32)> = st.produced.iter().map(|(b, p, _)| (*b, *p)).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, vec![(0, 0), (0, 2), (1, 1), (1, 3)]);
+        assert_eq!(r.json()["versions"]["produce"], 9);
+    }
+
+    #[test]
+    fn consumers_reset_out_of_range_offsets_and_skip_partial_batches() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let cluster = rt.block_on(fake::start(1, "t", 1));
+        let r = run_args(&[
+            "consume",
+            "--bootstrap",
+            &cluster.addrs[0],
+            "--topic",
+            "t",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--quiet",
+        ])
+        .expect("consumes");
+        assert_eq!(r.messages, 3, "the three whole records at 100..103");
+        assert_eq!(r.bytes, 30);
+        let st = cluster.state.lock().expect("state");
+        let offsets: Vec<i64> = st.fetches.iter().map(|f| f.2).collect();
+        assert_eq!(&offsets[..3], &[0, 100, 103]);
     }
 
     #[test]
