@@ -498,6 +498,26 @@ impl Producer {
                 }
             }
         }
+        if let Some(s) = schedule {
+            // Open loop: messages due before the end but never sent (the producer fell
+            // behind) still count, as latency of at least end - due, and as `unsent`.
+            let total =
+                s.due((st.end.duration_since(st.start).as_nanos() as u64).saturating_sub(1));
+            let end = Instant::now().max(st.end);
+            // Those in the window, recorded in at most ~100k weighted steps.
+            let before = st.measure_from.duration_since(st.start).as_nanos() as u64;
+            let first_in = next.max(s.due(before.saturating_sub(1))).min(total);
+            let unsent = total - first_in;
+            let step = (unsent / 100_000).max(1);
+            let mut i = first_in;
+            while i < total {
+                let n = step.min(total - i);
+                let due = st.start + Duration::from_nanos(s.at_ns(i));
+                dry_hist.record(micros(end.saturating_duration_since(due)), n);
+                i += n;
+            }
+            st.unsent.fetch_add(unsent, Ordering::Relaxed);
+        }
         dry_hist.finish(st);
         // Let the readers drain what is in flight, then close.
         let mut result = Ok(());
@@ -800,6 +820,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         bytes: st.bytes.load(Ordering::Relaxed),
         seconds,
         errors: st.errors.load(Ordering::Relaxed),
+        unsent: st.unsent.load(Ordering::Relaxed),
         latency,
         ack_latency: (args.mode == Mode::E2e).then(|| st.snapshot(Lat::Ack)),
         produced: (args.mode == Mode::E2e).then(|| {
@@ -925,6 +946,38 @@ mod tests {
         .expect("dry run");
         let rate = r.messages as f64 / r.seconds;
         assert!((17_000.0..23_000.0).contains(&rate), "rate {rate}");
+    }
+
+    #[test]
+    fn open_loop_counts_what_it_could_not_send() {
+        // 10^10 msgs/s cannot be generated: the backlog is reported, not hidden.
+        let r = run_args(&[
+            "produce",
+            "--dry-run",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--rate",
+            "10000000000",
+            "--message-size",
+            "100",
+            "--quiet",
+        ])
+        .expect("dry run");
+        assert!(
+            r.unsent > r.messages,
+            "{} unsent, {} sent",
+            r.unsent,
+            r.messages
+        );
+        let h = r.latency.as_ref().expect("latency");
+        assert!(
+            h.max() >= 200_000,
+            "max {} µs reflects the backlog",
+            h.max()
+        );
+        assert!(r.text().contains("never sent"));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct Stats {
     pub messages: AtomicU64,
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
+    /// Open loop: messages due in the window that were never sent (the producer fell behind).
+    pub unsent: AtomicU64,
     /// E2e: messages produced (acknowledged) in the window; the main counters are consumption.
     pub produced: AtomicU64,
     pub produced_bytes: AtomicU64,
@@ -47,6 +49,7 @@ impl Stats {
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            unsent: AtomicU64::new(0),
             produced: AtomicU64::new(0),
             produced_bytes: AtomicU64::new(0),
             hists: [Mutex::new(histogram()), Mutex::new(histogram())],
@@ -204,6 +207,7 @@ pub struct Report {
     pub bytes: u64,
     pub seconds: f64,
     pub errors: u64,
+    pub unsent: u64,
     pub latency: Option<Histogram<u64>>,
     /// E2e mode: the producers' send-to-ack latency, reported beside the e2e latency.
     pub ack_latency: Option<Histogram<u64>>,
@@ -258,6 +262,7 @@ impl Report {
             "latency_ms": percentiles(self.latency.as_ref()),
             "latency_curve_ms": curve(self.latency.as_ref()),
             "errors": self.errors,
+            "unsent": self.unsent,
             "config": self.config,
             "versions": self.versions,
             "timeseries": self.timeseries.iter().map(|t| serde_json::json!({
@@ -288,6 +293,13 @@ impl Report {
             self.bytes as f64 / secs / 1e6,
             self.errors
         );
+        if self.unsent > 0 {
+            s += &format!(
+                "{} messages were due but never sent (the producers fell behind the rate); \
+                 they are in the latency as end - due\n",
+                self.unsent
+            );
+        }
         let line = |name: &str, h: &Histogram<u64>| {
             let q = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
             format!(
@@ -341,6 +353,7 @@ mod tests {
             bytes: 200_000_000,
             seconds: 2.0,
             errors: 3,
+            unsent: 0,
             latency: Some(h),
             ack_latency: None,
             produced: None,
