@@ -177,6 +177,9 @@ impl Generator {
         for p in self.touched.drain(..) {
             self.by_part[p as usize].clear();
         }
+        // Release the previous request's view so the arena's allocation is unique again and
+        // `reserve` reuses it instead of allocating.
+        self.frozen = Bytes::new();
         self.arena.clear();
         for i in 0..n {
             let size = if self.max_size > self.min_size {
@@ -246,6 +249,8 @@ impl Generator {
         out: &mut BytesMut,
     ) -> anyhow::Result<Vec<PartCount>> {
         let mut counts = Vec::new();
+        let mut ranges = Vec::new();
+        self.batch.clear();
         let mut topic = TopicProduceData::default();
         topic.name = self.topic.clone();
         let opts = RecordEncodeOptions {
@@ -284,11 +289,9 @@ impl Generator {
                     headers: IndexMap::new(),
                 });
             }
+            let start = self.batch.len();
             RecordBatchEncoder::encode(&mut self.batch, &self.records, &opts)?;
-            let mut pd = PartitionProduceData::default();
-            pd.index = p;
-            pd.records = Some(self.batch.split().freeze());
-            topic.partition_data.push(pd);
+            ranges.push(start..self.batch.len());
             counts.push(PartCount {
                 partition: p,
                 messages: self.records.len() as u32,
@@ -298,6 +301,15 @@ impl Generator {
         self.records.clear();
         if counts.is_empty() {
             return Ok(counts);
+        }
+        // All batches went into one buffer (one allocation, reused once the request is
+        // dropped); each partition gets a slice of it.
+        let all = self.batch.split().freeze();
+        for (c, r) in counts.iter().zip(ranges) {
+            let mut pd = PartitionProduceData::default();
+            pd.index = c.partition;
+            pd.records = Some(all.slice(r));
+            topic.partition_data.push(pd);
         }
         let req = ProduceRequest::default()
             .with_acks(acks)
