@@ -65,15 +65,24 @@ if plotted:
     fig.tight_layout(); fig.savefig(os.path.join(out, "latency_percentiles.png"), dpi=110)
 plt.close(fig)
 
-# Throughput over time.
-fig, ax = plt.subplots(figsize=(10, 5))
-for name, j in sorted(rows.items()):
-    ts = j.get("timeseries", [])
-    if ts:
-        ax.plot([t["t"] for t in ts], [t["msgs_per_sec"] for t in ts], label=name)
-ax.set_xlabel("seconds since start (warm-up included)"); ax.set_ylabel("messages/s")
-ax.set_yscale("log"); ax.grid(alpha=0.3); ax.legend(fontsize=7, ncol=2)
-ax.set_title("throughput over time")
-fig.tight_layout(); fig.savefig(os.path.join(out, "throughput_over_time.png"), dpi=110); plt.close(fig)
+# Throughput over time: one small panel per row, warm-up shaded.
+named = [(n, j.get("timeseries", [])) for n, j in sorted(rows.items()) if j.get("timeseries")]
+if named:
+    cols = 3
+    nrows = (len(named) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(13, 2.4 * nrows), squeeze=False)
+    for ax, (name, ts) in zip(axes.flat, named):
+        t = [x["t"] for x in ts]
+        ax.plot(t, [x["msgs_per_sec"] for x in ts], marker=".", color="tab:blue")
+        warm = [x["t"] for x in ts if x.get("warmup")]
+        if warm:
+            ax.axvspan(0, max(warm), color="0.85", lw=0)
+        ax.set_title(name, fontsize=9); ax.set_ylim(bottom=0); ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(named):]:
+        ax.axis("off")
+    fig.supxlabel("seconds since start (grey: warm-up)"); fig.supylabel("messages/s")
+    fig.tight_layout(); fig.savefig(os.path.join(out, "throughput_over_time.png"), dpi=100)
+    plt.close(fig)
 print("plots:", ", ".join(f for f in sorted(os.listdir(out)) if f.endswith(".png")), file=sys.stderr)
 PY

@@ -51,7 +51,8 @@ struct Args {
     /// produce, consume, or e2e (both at once, end-to-end latency).
     #[arg(value_enum)]
     mode: Mode,
-    /// A broker to bootstrap from; partition leaders are found through Metadata.
+    /// Broker(s) to bootstrap from, HOST:PORT[,HOST:PORT...]; partition leaders are found
+    /// through Metadata and connected to directly.
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
     #[arg(long, default_value = "bench")]
@@ -991,7 +992,8 @@ mod tests {
     fn producers_send_each_partition_to_its_leader() {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let cluster = rt.block_on(fake::start(2, "t", 4));
-        let boot = cluster.addrs[1].clone();
+        // The first bootstrap address is dead; the second answers.
+        let boot = format!("127.0.0.1:1,{}", cluster.addrs[1]);
         let r = run_args(&[
             "produce",
             "--bootstrap",

@@ -338,15 +338,35 @@ impl TopicLayout {
     }
 }
 
-/// Finds the topic's partitions and their leaders through `bootstrap`, creating the topic
-/// (through the controller when the broker names one) if it is missing and `create` is given.
+/// Connects to the first reachable address of a comma-separated bootstrap list.
+pub async fn connect_any(bootstrap: &str) -> anyhow::Result<Conn> {
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match Conn::connect(addr).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                eprintln!("bootstrap {addr}: {e:#}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("empty --bootstrap")))
+}
+
+/// Finds the topic's partitions and their leaders through `bootstrap` (a comma-separated
+/// list; the first reachable broker answers), creating the topic (through the controller when
+/// the broker names one) if it is missing and `create` is given.
 pub async fn discover(
     bootstrap: &str,
     topic: &str,
     create: Option<i32>,
     replication: i16,
 ) -> anyhow::Result<(TopicLayout, Versions)> {
-    let mut conn = Conn::connect(bootstrap).await?;
+    let mut conn = connect_any(bootstrap).await?;
     let versions = conn.versions.clone();
     let mut created = false;
     for _ in 0..100 {
