@@ -1,30 +1,77 @@
 #!/usr/bin/env bash
-# Machine ceilings as JSON: fio sequential O_DIRECT write/read (1 MiB), write with fdatasync
-# every 2 MiB, 4 KiB write+fdatasync latency percentiles, and iperf3 loopback.
-# Usage: perf/baseline.sh [DIR] > baseline.json   (DIR: where the test file goes, default /tmp)
+# The machine's ceilings as JSON on stdout, to read broker figures against:
+#   fio sequential O_DIRECT write and read, 1 MiB blocks (bytes/s, IOPS)
+#   fio 4 KiB write + fdatasync after each write: fdatasync latency percentiles (µs) and rate
+#   iperf3 over loopback (bytes/s, one stream)
+# Installs fio and iperf3 with apt if missing (apt-get update once, then install).
+# Usage: perf/baseline.sh [DIR] > baseline.json   (DIR: filesystem to test, default /tmp;
+#        put it on the broker's data disk)
+# Env: RUNTIME seconds per fio job (default 8), SIZE fio file size (default 2G),
+#      IOENGINE (default io_uring, falling back to libaio, then psync)
 set -euo pipefail
-dir="${1:-/tmp}"
+dir="${1:-/tmp}"; runtime="${RUNTIME:-8}"; size="${SIZE:-2G}"
 need=()
 command -v fio >/dev/null || need+=(fio)
 command -v iperf3 >/dev/null || need+=(iperf3)
+command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
-  (apt-get install -y -qq "${need[@]}" || (apt-get update -qq && apt-get install -y -qq "${need[@]}")) >/dev/null
+  echo "installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2
 fi
-f="$dir/tidewater-fio.$$"
-trap 'rm -f "$f"; kill %1 2>/dev/null || true' EXIT
-fio_json() { fio --name=b --filename="$f" --size=2G --direct=1 --ioengine=io_uring --runtime="${RUNTIME:-8}" --time_based --output-format=json "$@" 2>/dev/null; }
-bw() { python3 -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; print(j['$1']['bw_bytes'])"; }
-seq_write=$(fio_json --rw=write --bs=1M --iodepth=4 | bw write)
-seq_write_sync=$(fio_json --rw=write --bs=1M --iodepth=4 --fdatasync=2 | bw write)
-seq_read=$(fio_json --rw=read --bs=1M --iodepth=4 | bw read)
-sync_lat=$(fio_json --rw=write --bs=4k --iodepth=1 --fdatasync=1 --ioengine=sync | python3 -c "
-import json,sys; j=json.load(sys.stdin)['jobs'][0]['sync']['lat_ns']['percentile']
-print(json.dumps({k: j[v]/1000 for k, v in (('p50','50.000000'),('p99','99.000000'),('p99_9','99.900000'))}))")
-iperf3 -s -1 -B 127.0.0.1 -p 5299 >/dev/null 2>&1 &
+f="$dir/tidewater-baseline.$$"
+ipid=""
+cleanup() { rm -f "$f"; [ -n "$ipid" ] && kill "$ipid" 2>/dev/null; true; }
+trap cleanup EXIT
+
+engine="${IOENGINE:-}"
+if [ -z "$engine" ]; then
+  for e in io_uring libaio psync; do
+    if fio --name=probe --filename="$f" --size=4M --direct=1 --ioengine="$e" --rw=write --bs=1M \
+         --output-format=json >/dev/null 2>&1; then engine="$e"; break; fi
+  done
+fi
+[ -n "$engine" ] || { echo "fio cannot do O_DIRECT I/O in $dir" >&2; exit 1; }
+echo "fio engine $engine, file $f, ${runtime}s per job" >&2
+
+fio_json() { fio --name=b --filename="$f" --size="$size" --direct=1 --runtime="$runtime" --time_based \
+  --output-format=json "$@" 2>/dev/null; }
+echo "sequential write..." >&2
+seq_write=$(fio_json --ioengine="$engine" --rw=write --bs=1M --iodepth=8)
+echo "sequential read..." >&2
+seq_read=$(fio_json --ioengine="$engine" --rw=read --bs=1M --iodepth=8)
+echo "4 KiB write + fdatasync..." >&2
+sync_lat=$(fio_json --ioengine=psync --rw=write --bs=4k --fdatasync=1)
+
+echo "iperf3 loopback..." >&2
+port=$((5201 + RANDOM % 500))
+iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 & ipid=$!
 sleep 0.5
-loopback=$(iperf3 -c 127.0.0.1 -p 5299 -t "${RUNTIME:-5}" -J | python3 -c "import json,sys; print(json.load(sys.stdin)['end']['sum_received']['bits_per_second']/8)")
-cat <<JSON
-{"seq_write_bytes_per_sec": $seq_write, "seq_write_fdatasync_2mib_bytes_per_sec": $seq_write_sync,
- "seq_read_bytes_per_sec": $seq_read, "fdatasync_4k_latency_us": $sync_lat,
- "loopback_bytes_per_sec": $loopback}
-JSON
+loop=$(iperf3 -c 127.0.0.1 -p "$port" -t "${IPERF_TIME:-5}" -J 2>/dev/null || echo '{}')
+
+python3 - "$seq_write" "$seq_read" "$sync_lat" "$loop" "$engine" "$dir" <<'PY'
+import json, sys
+sw, sr, sl, lo = (json.loads(a) if a.strip() else {} for a in sys.argv[1:5])
+engine, d = sys.argv[5], sys.argv[6]
+def job(j): return j["jobs"][0]
+def pct(lat):
+    p = lat.get("percentile", {})
+    pick = lambda k: p.get(k, 0) / 1000.0
+    return {"p50": pick("50.000000"), "p90": pick("90.000000"), "p99": pick("99.000000"),
+            "p99_9": pick("99.900000"), "p99_99": pick("99.990000"),
+            "max": lat.get("max", 0) / 1000.0, "mean": lat.get("mean", 0) / 1000.0}
+sync = job(sl)
+out = {
+    "dir": d, "fio_engine": engine,
+    "seq_write_1m_bytes_per_sec": job(sw)["write"]["bw_bytes"],
+    "seq_write_1m_iops": job(sw)["write"]["iops"],
+    "seq_read_1m_bytes_per_sec": job(sr)["read"]["bw_bytes"],
+    "seq_read_1m_iops": job(sr)["read"]["iops"],
+    # fio reports the fdatasync calls under "sync" (lat_ns); the write itself under "write".
+    "fdatasync_4k_latency_us": pct(sync.get("sync", {}).get("lat_ns", {})),
+    "write_4k_latency_us": pct(sync["write"].get("clat_ns", {})),
+    "fdatasync_4k_per_sec": sync["write"]["iops"],
+    "loopback_bytes_per_sec": lo.get("end", {}).get("sum_received", {}).get("bits_per_second", 0) / 8,
+}
+print(json.dumps(out, indent=1))
+PY

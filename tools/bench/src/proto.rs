@@ -1,51 +1,102 @@
-//! Just enough of a Kafka client: framing, version negotiation, topic setup, produce and fetch
-//! requests, and a fast RecordBatch v2 encoder/decoder for benchmark payloads.
+//! Kafka client plumbing on tokio: framing with the kafka-protocol codecs, the ApiVersions
+//! handshake and version negotiation, topic metadata (leaders, multi-broker), CreateTopics and
+//! ListOffsets, and Kafka's default (murmur2) key partitioner.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 
-/// The versions this tool speaks, intersected with the broker's at connect time.
+pub const CLIENT_ID: &str = "tidewater-bench";
+/// Kafka error codes this tool reacts to.
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+/// Version ranges this tool speaks. Upper bounds stop before topic-id-only versions
+/// (Produce v13, Fetch v13) so requests can name topics.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::CreateTopics, 2, 7),
+];
+
+/// Negotiated versions: the highest version in the intersection of the broker's range and ours.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Versions {
+    pub api_versions: i16,
     pub produce: i16,
     pub fetch: i16,
-    pub metadata: i16,
     pub list_offsets: i16,
+    pub metadata: i16,
     pub create_topics: i16,
 }
 
-fn pick(resp: &ApiVersionsResponse, key: ApiKey, lo: i16, hi: i16) -> anyhow::Result<i16> {
-    let k = resp
-        .api_keys
+impl Versions {
+    /// The versions a dry run pretends to have negotiated.
+    pub fn dry_run() -> Versions {
+        Versions {
+            api_versions: 3,
+            produce: 9,
+            fetch: 12,
+            list_offsets: 7,
+            metadata: 12,
+            create_topics: 7,
+        }
+    }
+
+    pub fn from_broker(api_versions: i16, broker: &[(i16, i16, i16)]) -> anyhow::Result<Versions> {
+        let mut v = Versions {
+            api_versions,
+            ..Versions::default()
+        };
+        for &(key, lo, hi) in SUPPORTED {
+            let picked = pick(broker, key, lo, hi);
+            match key {
+                ApiKey::Produce => v.produce = picked?,
+                ApiKey::Fetch => v.fetch = picked?,
+                ApiKey::ListOffsets => v.list_offsets = picked?,
+                ApiKey::Metadata => v.metadata = picked?,
+                // Only needed with --partitions; -1 marks "not available".
+                ApiKey::CreateTopics => v.create_topics = picked.unwrap_or(-1),
+                _ => {}
+            }
+        }
+        Ok(v)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "api_versions": self.api_versions, "produce": self.produce, "fetch": self.fetch,
+            "list_offsets": self.list_offsets, "metadata": self.metadata,
+            "create_topics": self.create_topics,
+        })
+    }
+}
+
+/// Highest common version of `key`: broker ranges are (api_key, min, max).
+pub fn pick(broker: &[(i16, i16, i16)], key: ApiKey, lo: i16, hi: i16) -> anyhow::Result<i16> {
+    let &(_, bmin, bmax) = broker
         .iter()
-        .find(|k| k.api_key == key as i16)
+        .find(|(k, _, _)| *k == key as i16)
         .ok_or_else(|| anyhow!("broker does not support {key:?}"))?;
-    let v = hi.min(k.max_version);
-    if v < lo.max(k.min_version) {
-        bail!(
-            "no common version of {key:?}: broker {}..{}, tool {lo}..{hi}",
-            k.min_version,
-            k.max_version
-        );
+    let v = hi.min(bmax);
+    if v < lo.max(bmin) {
+        bail!("no common version of {key:?}: broker {bmin}..={bmax}, tool {lo}..={hi}");
     }
     Ok(v)
 }
 
-pub struct Conn {
-    pub stream: TcpStream,
-    correlation: i32,
-    pub versions: Versions,
-}
-
+/// Appends one size-prefixed request (header + body) to `out`.
 pub fn frame(
     key: ApiKey,
     version: i16,
@@ -54,401 +105,519 @@ pub fn frame(
     out: &mut BytesMut,
 ) -> anyhow::Result<()> {
     let start = out.len();
-    out.put_i32(0);
-    let mut h = RequestHeader::default();
-    h.request_api_key = key as i16;
-    h.request_api_version = version;
-    h.correlation_id = correlation;
-    h.client_id = Some(StrBytes::from_static_str("tidewater-bench"));
-    h.encode(out, key.request_header_version(version))?;
+    out.extend_from_slice(&[0; 4]);
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    header.encode(out, key.request_header_version(version))?;
     body.encode(out, version)?;
     let size = (out.len() - start - 4) as i32;
     out[start..start + 4].copy_from_slice(&size.to_be_bytes());
     Ok(())
 }
 
+/// Strips the response header (checking the correlation id) and decodes the body.
+pub fn decode_response<R: Decodable>(
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    mut body: Bytes,
+) -> anyhow::Result<R> {
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))?;
+    if header.correlation_id != correlation {
+        bail!(
+            "{key:?} response has correlation id {}, expected {correlation}",
+            header.correlation_id
+        );
+    }
+    R::decode(&mut body, version).with_context(|| format!("decoding {key:?} v{version} response"))
+}
+
+/// Reads one size-prefixed response frame (without its size).
+pub async fn read_frame(r: &mut BufReader<OwnedReadHalf>) -> anyhow::Result<Bytes> {
+    let n = r.read_i32().await.context("reading response size")?;
+    if !(4..=1 << 30).contains(&n) {
+        bail!("bad response size {n}");
+    }
+    let mut buf = BytesMut::zeroed(n as usize);
+    r.read_exact(&mut buf).await.context("reading response")?;
+    Ok(buf.freeze())
+}
+
+/// One connection after the handshake. `call` is for request/response use; producers split it
+/// into halves to pipeline.
+pub struct Conn {
+    pub reader: BufReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+    pub correlation: i32,
+    pub versions: Versions,
+    pub addr: String,
+    buf: BytesMut,
+}
+
 impl Conn {
-    pub fn connect(addr: &str) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    pub async fn connect(addr: &str) -> anyhow::Result<Conn> {
+        let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connecting to {addr} timed out"))?
+            .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let (r, w) = stream.into_split();
         let mut c = Conn {
-            stream,
+            reader: BufReader::with_capacity(256 << 10, r),
+            writer: w,
             correlation: 0,
-            versions: Versions {
-                produce: 3,
-                fetch: 4,
-                metadata: 1,
-                list_offsets: 1,
-                create_topics: 2,
-            },
+            versions: Versions::default(),
+            addr: addr.to_string(),
+            buf: BytesMut::with_capacity(4096),
         };
-        let resp: ApiVersionsResponse =
-            c.call(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())?;
-        if resp.error_code != 0 {
-            bail!("ApiVersions failed with error {}", resp.error_code);
-        }
-        c.versions = Versions {
-            produce: pick(&resp, ApiKey::Produce, 3, 8)?,
-            fetch: pick(&resp, ApiKey::Fetch, 4, 11)?,
-            metadata: pick(&resp, ApiKey::Metadata, 1, 8)?,
-            list_offsets: pick(&resp, ApiKey::ListOffsets, 1, 5)?,
-            create_topics: pick(&resp, ApiKey::CreateTopics, 2, 4)?,
-        };
+        c.versions = c.handshake().await?;
         Ok(c)
     }
 
+    /// ApiVersions v3; if the broker answers UNSUPPORTED_VERSION (with a v0 body, as the
+    /// protocol specifies), again at v0.
+    async fn handshake(&mut self) -> anyhow::Result<Versions> {
+        for version in [3i16, 0] {
+            let req = ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+            let corr = self.send(ApiKey::ApiVersions, version, &req).await?;
+            let body = read_frame(&mut self.reader).await?;
+            // Response header v0 is the correlation id alone; the error code comes first in
+            // every version of the body, so it can be read before choosing a decoder.
+            if body.len() >= 6 && i16::from_be_bytes([body[4], body[5]]) == UNSUPPORTED_VERSION {
+                if version == 0 {
+                    bail!("broker rejects ApiVersions v0");
+                }
+                continue;
+            }
+            let resp: ApiVersionsResponse =
+                decode_response(ApiKey::ApiVersions, version, corr, body)?;
+            if resp.error_code != 0 {
+                bail!(
+                    "ApiVersions v{version} failed with error {}",
+                    resp.error_code
+                );
+            }
+            let ranges: Vec<(i16, i16, i16)> = resp
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version))
+                .collect();
+            return Versions::from_broker(version, &ranges)
+                .with_context(|| format!("negotiating versions with {}", self.addr));
+        }
+        bail!("ApiVersions handshake failed")
+    }
+
     pub fn next_correlation(&mut self) -> i32 {
-        self.correlation += 1;
+        self.correlation = self.correlation.wrapping_add(1);
         self.correlation
     }
 
-    pub fn call<Req: Encodable, Resp: Decodable>(
+    async fn send(
         &mut self,
         key: ApiKey,
         version: i16,
-        req: &Req,
-    ) -> anyhow::Result<Resp> {
+        req: &impl Encodable,
+    ) -> anyhow::Result<i32> {
         let corr = self.next_correlation();
-        let mut out = BytesMut::new();
-        frame(key, version, corr, req, &mut out)?;
-        self.stream.write_all(&out)?;
-        let mut body = read_frame(&mut self.stream)?;
-        let got = body.get_i32();
-        if got != corr {
-            bail!("correlation id {got}, expected {corr}");
-        }
-        if key.response_header_version(version) >= 1 {
-            skip_tagged(&mut body)?;
-        }
-        Resp::decode(&mut body, version)
+        self.buf.clear();
+        frame(key, version, corr, req, &mut self.buf)?;
+        self.writer.write_all(&self.buf).await?;
+        Ok(corr)
     }
 
-    /// Partition count of `topic`, creating it with `partitions` if it does not exist.
-    pub fn ensure_topic(&mut self, topic: &str, partitions: Option<i32>) -> anyhow::Result<i32> {
-        for attempt in 0..50 {
-            let mut req = MetadataRequest::default();
-            let mut t = metadata_request::MetadataRequestTopic::default();
-            t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
-            req.topics = Some(vec![t]);
-            req.allow_auto_topic_creation = false;
-            let v = self.versions.metadata;
-            let resp: MetadataResponse = self.call(ApiKey::Metadata, v, &req)?;
-            let md = resp
-                .topics
-                .first()
-                .ok_or_else(|| anyhow!("no metadata for {topic}"))?;
-            if md.error_code == 0 && !md.partitions.is_empty() {
-                return Ok(md.partitions.len() as i32);
-            }
-            if attempt == 0 {
-                let Some(n) = partitions else {
-                    bail!(
-                        "topic {topic} does not exist (error {}); pass --partitions to create it",
-                        md.error_code
-                    );
-                };
-                let mut ct = create_topics_request::CreatableTopic::default();
-                ct.name = TopicName(StrBytes::from_string(topic.to_string()));
-                ct.num_partitions = n;
-                ct.replication_factor = -1;
-                let mut req = CreateTopicsRequest::default();
-                req.topics = vec![ct];
-                req.timeout_ms = 30_000;
-                let v = self.versions.create_topics;
-                let resp: CreateTopicsResponse = self.call(ApiKey::CreateTopics, v, &req)?;
-                let code = resp.topics.first().map(|t| t.error_code).unwrap_or(-1);
-                if code != 0 && code != 36 {
-                    bail!("creating {topic} failed with error {code}");
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!("topic {topic} did not appear")
+    pub async fn call<R: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &impl Encodable,
+    ) -> anyhow::Result<R> {
+        let corr = self.send(key, version, req).await?;
+        let body = read_frame(&mut self.reader).await?;
+        decode_response(key, version, corr, body)
     }
 
-    /// Log end (latest) or start (earliest) offset of each partition.
-    pub fn list_offsets(
+    pub async fn metadata(&mut self, topic: &str) -> anyhow::Result<MetadataResponse> {
+        let v = self.versions.metadata;
+        let mut t = metadata_request::MetadataRequestTopic::default();
+        t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![t]))
+            .with_allow_auto_topic_creation(false);
+        self.call(ApiKey::Metadata, v, &req).await
+    }
+
+    pub async fn create_topic(
         &mut self,
         topic: &str,
         partitions: i32,
-        latest: bool,
-    ) -> anyhow::Result<Vec<i64>> {
+        replication: i16,
+    ) -> anyhow::Result<()> {
+        let v = self.versions.create_topics;
+        if v < 0 {
+            bail!("broker does not support CreateTopics; create {topic} by hand");
+        }
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.num_partitions = partitions;
+        // -1 (broker default) needs CreateTopics v4+.
+        t.replication_factor = if replication < 0 && v < 4 {
+            1
+        } else {
+            replication
+        };
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(30_000);
+        let resp: CreateTopicsResponse = self.call(ApiKey::CreateTopics, v, &req).await?;
+        let code = resp.topics.first().map(|t| t.error_code).unwrap_or(-1);
+        if code != 0 && code != TOPIC_ALREADY_EXISTS {
+            bail!("creating {topic} failed with error {code}");
+        }
+        Ok(())
+    }
+
+    /// Offsets of `partitions`: `timestamp` -1 = latest (log end), -2 = earliest.
+    pub async fn list_offsets(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+    ) -> anyhow::Result<HashMap<i32, i64>> {
         let mut t = list_offsets_request::ListOffsetsTopic::default();
         t.name = TopicName(StrBytes::from_string(topic.to_string()));
-        for p in 0..partitions {
+        for &p in partitions {
             let mut lp = list_offsets_request::ListOffsetsPartition::default();
             lp.partition_index = p;
-            lp.timestamp = if latest { -1 } else { -2 };
+            lp.timestamp = timestamp;
             t.partitions.push(lp);
         }
-        let mut req = ListOffsetsRequest::default();
-        req.replica_id = BrokerId(-1);
-        req.topics = vec![t];
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![t]);
         let v = self.versions.list_offsets;
-        let resp: ListOffsetsResponse = self.call(ApiKey::ListOffsets, v, &req)?;
-        let mut out = vec![0; partitions as usize];
-        for p in &resp.topics[0].partitions {
-            if p.error_code != 0 {
-                bail!(
-                    "ListOffsets error {} on partition {}",
-                    p.error_code,
-                    p.partition_index
-                );
+        let resp: ListOffsetsResponse = self.call(ApiKey::ListOffsets, v, &req).await?;
+        let mut out = HashMap::new();
+        for t in &resp.topics {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    bail!(
+                        "ListOffsets error {} on partition {}",
+                        p.error_code,
+                        p.partition_index
+                    );
+                }
+                out.insert(p.partition_index, p.offset);
             }
-            out[p.partition_index as usize] = p.offset;
         }
         Ok(out)
     }
 }
 
-pub fn skip_tagged(b: &mut Bytes) -> anyhow::Result<()> {
-    let n = read_uvarint(b)?;
-    for _ in 0..n {
-        read_uvarint(b)?;
-        let len = read_uvarint(b)? as usize;
-        if b.remaining() < len {
-            bail!("short tagged field");
-        }
-        b.advance(len);
-    }
-    Ok(())
+/// Where each partition of the topic lives.
+#[derive(Clone, Debug)]
+pub struct TopicLayout {
+    /// `leaders[p]` = "host:port" of partition p's leader.
+    pub leaders: Vec<String>,
 }
 
-fn read_uvarint(b: &mut Bytes) -> anyhow::Result<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        if !b.has_remaining() {
-            bail!("short varint");
-        }
-        let byte = b.get_u8();
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(v);
+impl TopicLayout {
+    pub fn single(addr: &str, partitions: i32) -> TopicLayout {
+        TopicLayout {
+            leaders: vec![addr.to_string(); partitions.max(1) as usize],
         }
     }
-    bail!("varint too long")
-}
 
-pub fn read_frame(s: &mut impl Read) -> anyhow::Result<Bytes> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let n = i32::from_be_bytes(len);
-    if n < 4 {
-        bail!("bad response size {n}");
+    pub fn partitions(&self) -> i32 {
+        self.leaders.len() as i32
     }
-    let mut buf = vec![0u8; n as usize];
-    s.read_exact(&mut buf)?;
-    Ok(Bytes::from(buf))
 }
 
-fn put_varint(out: &mut BytesMut, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.put_u8((z as u8 & 0x7f) | 0x80);
-        z >>= 7;
-    }
-    out.put_u8(z as u8);
-}
-
-fn varint_len(v: i64) -> usize {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    let mut n = 1;
-    while z >= 0x80 {
-        z >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// A message to encode: key (optional) and value.
-pub struct Msg<'a> {
-    pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
-    pub timestamp_ms: i64,
-}
-
-/// Encodes one RecordBatch v2. Uncompressed batches are written directly (no per-record
-/// allocation); compressed ones go through the kafka-protocol encoder.
-pub fn encode_batch(
-    msgs: &[Msg],
-    compression: Compression,
-    out: &mut BytesMut,
-) -> anyhow::Result<()> {
-    if compression != Compression::None {
-        let records: Vec<Record> = msgs
-            .iter()
-            .enumerate()
-            .map(|(i, m)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // offset - sequence must be constant for the encoder to keep one batch.
-                sequence: i as i32,
-                timestamp: m.timestamp_ms,
-                key: m.key.map(Bytes::copy_from_slice),
-                value: Some(Bytes::copy_from_slice(m.value)),
-                headers: IndexMap::new(),
-            })
-            .collect();
-        RecordBatchEncoder::encode(
-            out,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )?;
-        return Ok(());
-    }
-    let start = out.len();
-    let base_ts = msgs.first().map(|m| m.timestamp_ms).unwrap_or(0);
-    let max_ts = msgs.iter().map(|m| m.timestamp_ms).max().unwrap_or(base_ts);
-    out.put_i64(0);
-    out.put_i32(0); // batch length, patched below
-    out.put_i32(-1);
-    out.put_i8(2);
-    out.put_u32(0); // crc, patched below
-    out.put_i16(0);
-    out.put_i32(msgs.len() as i32 - 1);
-    out.put_i64(base_ts);
-    out.put_i64(max_ts);
-    out.put_i64(-1);
-    out.put_i16(-1);
-    out.put_i32(-1);
-    out.put_i32(msgs.len() as i32);
-    for (i, m) in msgs.iter().enumerate() {
-        let ts_delta = m.timestamp_ms - base_ts;
-        let key_len = m.key.map(|k| k.len() as i64).unwrap_or(-1);
-        let body = 1
-            + varint_len(ts_delta)
-            + varint_len(i as i64)
-            + varint_len(key_len)
-            + key_len.max(0) as usize
-            + varint_len(m.value.len() as i64)
-            + m.value.len()
-            + 1;
-        put_varint(out, body as i64);
-        out.put_u8(0);
-        put_varint(out, ts_delta);
-        put_varint(out, i as i64);
-        put_varint(out, key_len);
-        if let Some(k) = m.key {
-            out.put_slice(k);
-        }
-        put_varint(out, m.value.len() as i64);
-        out.put_slice(m.value);
-        put_varint(out, 0);
-    }
-    let len = (out.len() - start - 12) as i32;
-    out[start + 8..start + 12].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32c::crc32c(&out[start + 21..]);
-    out[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
-    Ok(())
-}
-
-fn get_varint(b: &[u8], at: &mut usize) -> Option<i64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
-        }
-    }
-    None
-}
-
-/// Walks the record batches in a fetched records blob: calls `f(offset, value)` for each
-/// record of uncompressed batches at or after `from`; returns (records, value bytes, next offset).
-pub fn for_each_record(blob: &[u8], from: i64, f: &mut dyn FnMut(i64, &[u8])) -> (u64, u64, i64) {
-    let (mut records, mut bytes, mut next) = (0u64, 0u64, from);
-    let mut pos = 0usize;
-    while pos + 61 <= blob.len() {
-        let base = i64::from_be_bytes(blob[pos..pos + 8].try_into().unwrap_or_default());
-        let len = i32::from_be_bytes(blob[pos + 8..pos + 12].try_into().unwrap_or_default());
-        let end = pos + 12 + len.max(0) as usize;
-        if len < 49 || end > blob.len() {
-            break; // a partial batch at the end of a fetch
-        }
-        let attrs = i16::from_be_bytes([blob[pos + 21], blob[pos + 22]]);
-        let last_delta =
-            i32::from_be_bytes(blob[pos + 23..pos + 27].try_into().unwrap_or_default());
-        let count = i32::from_be_bytes(blob[pos + 57..pos + 61].try_into().unwrap_or_default());
-        if attrs & 0x07 == 0 {
-            let mut at = pos + 61;
-            for _ in 0..count {
-                let Some(rlen) = get_varint(blob, &mut at) else {
-                    break;
-                };
-                let rstart = at;
-                at += 1;
-                let _ = get_varint(blob, &mut at);
-                let od = get_varint(blob, &mut at).unwrap_or(0);
-                let klen = get_varint(blob, &mut at).unwrap_or(-1);
-                at += klen.max(0) as usize;
-                let vlen = get_varint(blob, &mut at).unwrap_or(-1).max(0) as usize;
-                let offset = base + od;
-                if offset >= from && at + vlen <= end {
-                    f(offset, &blob[at..at + vlen]);
-                    records += 1;
-                    bytes += vlen as u64;
-                }
-                at = rstart + rlen.max(0) as usize;
+/// Connects to the first reachable address of a comma-separated bootstrap list.
+pub async fn connect_any(bootstrap: &str) -> anyhow::Result<Conn> {
+    let mut last = None;
+    for addr in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match Conn::connect(addr).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                eprintln!("bootstrap {addr}: {e:#}");
+                last = Some(e);
             }
-        } else if base + last_delta as i64 >= from {
-            // Compressed: count without decoding.
-            records += count.max(0) as u64;
-            bytes += (end - pos) as u64;
         }
-        next = next.max(base + last_delta as i64 + 1);
-        pos = end;
     }
-    (records, bytes, next)
+    Err(last.unwrap_or_else(|| anyhow!("empty --bootstrap")))
+}
+
+/// Finds the topic's partitions and their leaders through `bootstrap` (a comma-separated
+/// list; the first reachable broker answers), creating the topic (through the controller when
+/// the broker names one) if it is missing and `create` is given.
+pub async fn discover(
+    bootstrap: &str,
+    topic: &str,
+    create: Option<i32>,
+    replication: i16,
+) -> anyhow::Result<(TopicLayout, Versions)> {
+    let mut conn = connect_any(bootstrap).await?;
+    let versions = conn.versions.clone();
+    let mut created = false;
+    for _ in 0..100 {
+        let md = conn.metadata(topic).await?;
+        let brokers: HashMap<i32, String> = md
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
+        let t = md
+            .topics
+            .first()
+            .ok_or_else(|| anyhow!("no metadata for {topic}"))?;
+        if t.error_code == 0 && !t.partitions.is_empty() {
+            let n = t
+                .partitions
+                .iter()
+                .map(|p| p.partition_index)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let mut leaders = vec![String::new(); n as usize];
+            let mut ready = true;
+            for p in &t.partitions {
+                match brokers.get(&p.leader_id.0) {
+                    Some(addr) if p.error_code == 0 => {
+                        leaders[p.partition_index as usize] = addr.clone()
+                    }
+                    _ => ready = false,
+                }
+            }
+            if ready && leaders.iter().all(|l| !l.is_empty()) {
+                if let Some(want) = create {
+                    if want != n && !created {
+                        eprintln!("note: topic {topic} exists with {n} partitions (not {want})");
+                    }
+                }
+                return Ok((TopicLayout { leaders }, versions));
+            }
+        } else if t.error_code != UNKNOWN_TOPIC_OR_PARTITION && t.error_code != 5 {
+            // 5 = LEADER_NOT_AVAILABLE (topic being created).
+            bail!("metadata for {topic}: error {}", t.error_code);
+        } else if !created {
+            let Some(n) = create else {
+                bail!("topic {topic} does not exist; pass --partitions N to create it");
+            };
+            let controller = brokers.get(&md.controller_id.0).cloned();
+            match controller {
+                Some(addr) if addr != conn.addr => {
+                    Conn::connect(&addr)
+                        .await?
+                        .create_topic(topic, n, replication)
+                        .await?
+                }
+                _ => conn.create_topic(topic, n, replication).await?,
+            }
+            created = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("topic {topic} has no leaders after 10 s")
+}
+
+/// Kafka's murmur2 (the Java client's `Utils.murmur2`).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= (tail[2] as u32) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= (tail[1] as u32) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= tail[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The Java client's default partition for a keyed record.
+pub fn key_partition(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Splits a fetched records blob into complete batches (a fetch may end in a partial one).
+pub fn complete_batches(mut blob: Bytes) -> impl Iterator<Item = Bytes> {
+    std::iter::from_fn(move || {
+        if blob.len() < 12 {
+            return None;
+        }
+        let len = i32::from_be_bytes([blob[8], blob[9], blob[10], blob[11]]);
+        let total = 12 + len.max(0) as usize;
+        if len <= 0 || total > blob.len() {
+            return None;
+        }
+        let b = blob.split_to(total);
+        Some(b)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Buf;
 
     #[test]
-    fn encoded_batches_decode_with_the_codec_and_our_walker() {
-        let vals: Vec<Vec<u8>> = (0..5).map(|i| vec![i as u8; 10 + i]).collect();
-        let msgs: Vec<Msg> = vals
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Msg {
-                key: if i % 2 == 0 { Some(b"key") } else { None },
-                value: v,
-                timestamp_ms: 1000 + i as i64,
-            })
-            .collect();
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Lz4,
-            Compression::Snappy,
-            Compression::Zstd,
-        ] {
-            let mut out = BytesMut::new();
-            encode_batch(&msgs, c, &mut out).expect("encode");
-            let mut b = out.clone().freeze();
-            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).expect("decodes");
-            assert_eq!(set.records.len(), 5, "{c:?}: one batch with every record");
-            assert_eq!(set.records[3].value.as_deref(), Some(&vals[3][..]));
-            assert_eq!(set.records[2].timestamp, 1002);
-            if c == Compression::None {
-                let mut seen = Vec::new();
-                let (n, _, next) = for_each_record(&out, 2, &mut |o, v| seen.push((o, v.to_vec())));
-                assert_eq!((n, next), (3, 5));
-                assert_eq!(seen[0], (2, vals[2].clone()));
-            }
+    fn murmur2_matches_the_java_client() {
+        // Vectors from Kafka's UtilsTest.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc"), 479470107);
+        for k in 0..100 {
+            let p = key_partition(format!("{k}").as_bytes(), 7);
+            assert!((0..7).contains(&p));
         }
+    }
+
+    #[test]
+    fn versions_pick_the_highest_common_version() {
+        let broker = [
+            (ApiKey::Produce as i16, 0, 11),
+            (ApiKey::Fetch as i16, 0, 6),
+            (ApiKey::ListOffsets as i16, 0, 9),
+            (ApiKey::Metadata as i16, 0, 12),
+        ];
+        let v = Versions::from_broker(3, &broker).expect("negotiates");
+        assert_eq!(
+            (v.produce, v.fetch, v.list_offsets, v.metadata),
+            (9, 6, 7, 12)
+        );
+        assert_eq!(v.create_topics, -1, "CreateTopics is optional");
+        let old = [(ApiKey::Produce as i16, 0, 2)];
+        assert!(pick(&old, ApiKey::Produce, 3, 9).is_err());
+        assert!(pick(&old, ApiKey::Fetch, 4, 12).is_err());
+    }
+
+    #[test]
+    fn frames_decode_back_with_the_codec() {
+        let req = MetadataRequest::default().with_allow_auto_topic_creation(false);
+        let mut out = BytesMut::new();
+        frame(ApiKey::Metadata, 9, 42, &req, &mut out).expect("frames");
+        let mut b = out.freeze();
+        let size = b.get_i32() as usize;
+        assert_eq!(size, b.len());
+        let h = RequestHeader::decode(&mut b, ApiKey::Metadata.request_header_version(9))
+            .expect("header");
+        assert_eq!(
+            (h.request_api_key, h.request_api_version, h.correlation_id),
+            (3, 9, 42)
+        );
+        let back = MetadataRequest::decode(&mut b, 9).expect("body");
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn partial_batches_are_left_out() {
+        let mut blob = BytesMut::new();
+        for len in [50i32, 60] {
+            blob.extend_from_slice(&0i64.to_be_bytes());
+            blob.extend_from_slice(&len.to_be_bytes());
+            blob.extend_from_slice(&vec![0u8; len as usize]);
+        }
+        blob.extend_from_slice(&0i64.to_be_bytes());
+        blob.extend_from_slice(&100i32.to_be_bytes());
+        blob.extend_from_slice(&[0u8; 30]);
+        let sizes: Vec<usize> = complete_batches(blob.freeze()).map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![62, 72]);
+    }
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::*;
+    use bytes::BufMut;
+    use tokio::net::TcpListener;
+
+    /// A fake broker that only knows ApiVersions v0: it answers v3 with UNSUPPORTED_VERSION
+    /// (in a v0 body, as Kafka does), then v0 with its ranges.
+    async fn old_broker(listener: TcpListener) {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        for _ in 0..2 {
+            let n = s.read_i32().await.expect("size") as usize;
+            let mut buf = vec![0u8; n];
+            s.read_exact(&mut buf).await.expect("request");
+            let mut b = Bytes::from(buf);
+            let version = i16::from_be_bytes([b[2], b[3]]);
+            let h =
+                RequestHeader::decode(&mut b, ApiKey::ApiVersions.request_header_version(version))
+                    .expect("header");
+            let mut resp = ApiVersionsResponse::default();
+            if version > 0 {
+                resp.error_code = UNSUPPORTED_VERSION;
+            }
+            for (key, max) in [
+                (ApiKey::Produce, 7),
+                (ApiKey::Fetch, 11),
+                (ApiKey::ListOffsets, 5),
+                (ApiKey::Metadata, 8),
+                (ApiKey::ApiVersions, 0),
+            ] {
+                let mut k = api_versions_response::ApiVersion::default();
+                k.api_key = key as i16;
+                k.max_version = max;
+                resp.api_keys.push(k);
+            }
+            let mut body = BytesMut::new();
+            body.put_i32(h.correlation_id);
+            resp.encode(&mut body, 0).expect("encode");
+            let mut out = BytesMut::new();
+            out.put_i32(body.len() as i32);
+            out.extend_from_slice(&body);
+            s.write_all(&out).await.expect("write");
+        }
+    }
+
+    #[tokio::test]
+    async fn handshake_falls_back_to_api_versions_v0() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let server = tokio::spawn(old_broker(listener));
+        let conn = Conn::connect(&addr).await.expect("connects");
+        assert_eq!(conn.versions.api_versions, 0);
+        assert_eq!(
+            (
+                conn.versions.produce,
+                conn.versions.fetch,
+                conn.versions.list_offsets,
+                conn.versions.metadata
+            ),
+            (7, 11, 5, 8)
+        );
+        assert_eq!(conn.versions.create_topics, -1);
+        server.await.expect("server");
     }
 }
