@@ -83,7 +83,12 @@ fn finding_survives(target: &str, name: &str) {
     let exe = std::env::current_exe().expect("test binary");
     let test_name = format!("fuzz_findings_{}", name.replace(['-', '.'], "_"));
     let out = std::process::Command::new(exe)
-        .args([test_name.as_str(), "--exact", "--include-ignored", "--nocapture"])
+        .args([
+            test_name.as_str(),
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env("TIDEWATER_FINDING_CHILD", "1")
         .output()
         .expect("run child");

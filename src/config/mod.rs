@@ -66,6 +66,16 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Connections per broker; further accepts are closed at once.",
     ),
     (
+        "max.connections.per.ip",
+        "2147483647",
+        "Connections from one IP address; further accepts from it are closed at once.",
+    ),
+    (
+        "max.connections.per.ip.overrides",
+        "",
+        "Per-IP exceptions to max.connections.per.ip: `ip:count,ip:count`.",
+    ),
+    (
         "log.segment.bytes",
         "1073741824",
         "Segment size before rolling.",
@@ -142,6 +152,9 @@ pub struct Config {
     pub socket_request_max_bytes: usize,
     pub queued_max_requests: usize,
     pub max_connections: usize,
+    pub max_connections_per_ip: u32,
+    /// `max.connections.per.ip.overrides`, parsed.
+    pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, u32)>,
     pub log: LogConfig,
     pub retention_check_interval_ms: u64,
     pub shard_request_memory_bytes: usize,
@@ -279,6 +292,12 @@ impl Config {
             socket_request_max_bytes: get(p, "socket.request.max.bytes")?,
             queued_max_requests: get::<usize>(p, "queued.max.requests")?.max(1),
             max_connections: get(p, "max.connections")?,
+            max_connections_per_ip: get(p, "max.connections.per.ip")?,
+            max_connections_per_ip_overrides: parse_ip_overrides(
+                p.get("max.connections.per.ip.overrides")
+                    .map(String::as_str)
+                    .unwrap_or(""),
+            )?,
             log,
             retention_check_interval_ms: get(p, "log.retention.check.interval.ms")?,
             shard_request_memory_bytes: get(p, "tidewater.shard.request.memory.bytes")?,
@@ -301,6 +320,43 @@ impl Config {
             .chain(o)
             .collect();
         Config::from_properties(&props).expect("default properties parse")
+    }
+}
+
+/// Parses `ip:count,ip:count` (IPv6 addresses in brackets or bare: the count follows the last
+/// colon).
+fn parse_ip_overrides(raw: &str) -> anyhow::Result<Vec<(std::net::IpAddr, u32)>> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, count) = item
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow!("max.connections.per.ip.overrides: {item:?} is not ip:count"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = host
+            .parse()
+            .map_err(|e| anyhow!("max.connections.per.ip.overrides: {host:?}: {e}"))?;
+        let count = count
+            .parse()
+            .map_err(|e| anyhow!("max.connections.per.ip.overrides: {count:?}: {e}"))?;
+        out.push((ip, count));
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// The connection limit for one client address.
+    pub fn max_connections_for(&self, ip: std::net::IpAddr) -> u32 {
+        self.max_connections_per_ip_overrides
+            .iter()
+            .find(|(o, _)| *o == ip)
+            .map(|(_, n)| *n)
+            .unwrap_or(self.max_connections_per_ip)
+    }
+
+    /// Whether any per-IP limit is configured (otherwise accepting needs no bookkeeping).
+    pub fn limits_connections_per_ip(&self) -> bool {
+        self.max_connections_per_ip < i32::MAX as u32
+            || !self.max_connections_per_ip_overrides.is_empty()
     }
 }
 

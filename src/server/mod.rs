@@ -22,6 +22,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
         .max_connections
         .div_ceil(shard.nr_shards)
         .max(1);
+    let per_ip = shard.config.limits_connections_per_ip();
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -33,6 +34,32 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     drop(stream);
                     continue;
                 }
+                // max.connections.per.ip: the address's owner shard keeps the count.
+                let ip = if per_ip {
+                    stream.peer_addr().ok().map(|a| a.ip())
+                } else {
+                    None
+                };
+                if let Some(ip) = ip {
+                    let limit = shard.config.max_connections_for(ip);
+                    let owner = shard.shard_for_ip(ip);
+                    let admitted = shard
+                        .invoke_on(owner, move |s: Rc<Shard>| async move {
+                            s.register_ip_connection(ip, limit)
+                        })
+                        .await
+                        .unwrap_or(false);
+                    if !admitted {
+                        tracing::warn!(
+                            shard = shard.id,
+                            %ip,
+                            limit,
+                            "max.connections.per.ip reached; closing new connection"
+                        );
+                        drop(stream);
+                        continue;
+                    }
+                }
                 shard.connections.set(shard.connections.get() + 1);
                 let s = shard.clone();
                 glommio::spawn_local(async move {
@@ -40,6 +67,17 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                         tracing::debug!(shard = s.id, "connection closed: {e}");
                     }
                     s.connections.set(s.connections.get() - 1);
+                    if let Some(ip) = ip {
+                        let owner = s.shard_for_ip(ip);
+                        s.send_to(
+                            owner,
+                            Box::new(move |o: &Rc<Shard>| {
+                                o.unregister_ip_connection(ip);
+                                Box::pin(async {})
+                            }),
+                        )
+                        .await;
+                    }
                 })
                 .detach();
             }

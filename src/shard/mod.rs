@@ -65,6 +65,9 @@ pub struct Shard {
     /// Long waits (parked fetches) that must end when shutdown starts; bounded by the
     /// requests in flight, cancelled ones are dropped on every registration.
     shutdown_waiters: RefCell<Vec<futures::channel::oneshot::Sender<()>>>,
+    /// Open connections per client address, for the addresses this shard owns
+    /// (`shard_for_ip`); only kept when `max.connections.per.ip` limits anything.
+    ip_connections: RefCell<HashMap<std::net::IpAddr, u32>>,
 }
 
 impl Shard {
@@ -91,6 +94,7 @@ impl Shard {
             connections: Cell::new(0),
             controller_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             shutdown_waiters: RefCell::new(Vec::new()),
+            ip_connections: RefCell::new(HashMap::new()),
             config,
         }
     }
@@ -107,6 +111,41 @@ impl Shard {
             w.push(tx);
         }
         let _ = rx.await;
+    }
+
+    /// The shard that counts connections from `ip` (connections from one address land on every
+    /// shard, so one owner keeps the exact count).
+    pub fn shard_for_ip(&self, ip: std::net::IpAddr) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ip.hash(&mut h);
+        (h.finish() % self.nr_shards as u64) as usize
+    }
+
+    /// On the owner of `ip`: counts one more connection from it unless that reaches `limit`.
+    pub fn register_ip_connection(&self, ip: std::net::IpAddr, limit: u32) -> bool {
+        let mut m = self.ip_connections.borrow_mut();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= limit {
+            if *n == 0 {
+                m.remove(&ip);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// On the owner of `ip`: a connection from it closed.
+    pub fn unregister_ip_connection(&self, ip: std::net::IpAddr) {
+        let mut m = self.ip_connections.borrow_mut();
+        if let Some(n) = m.get_mut(&ip) {
+            debug_assert!(*n > 0, "connection count for {ip} underflows");
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
     }
 
     /// Called by the shard's main loop once it sees the shutdown flag: ends every long wait.
