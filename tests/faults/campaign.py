@@ -84,6 +84,11 @@ def run(args):
         workers.append(("consumer", subprocess.Popen(
             [py, wl, "consumer", "--id", str(i), "--out", os.path.join(hist, f"consumer-{i}.jsonl"),
              "--stop", stop_c] + common, stdout=logf, stderr=logf)))
+    group = "faults-group-" + uuid.uuid4().hex[:6]
+    for i in range(args.group_members):
+        workers.append(("group", subprocess.Popen(
+            [py, wl, "group", "--id", str(i), "--group", group, "--out", os.path.join(hist, f"group-{i}.jsonl"),
+             "--stop", stop_c] + common, stdout=logf, stderr=logf)))
 
     plan = plan_faults(args.seed, args.duration, args.kills, args.pauses, args.pause_s)
     faults = []
@@ -117,6 +122,9 @@ def run(args):
             except subprocess.TimeoutExpired:
                 w.kill()
     time.sleep(2)
+    if args.group_members:
+        # let the group catch up to the end before it stops (its commits are checked)
+        wait_group_caught_up(broker, topic, group, args, deadline=time.time() + 90)
     open(stop_c, "w").close()
     for role, w in workers:
         try:
@@ -125,6 +133,9 @@ def run(args):
             w.kill()
     final = subprocess.run([py, wl, "final", "--out", os.path.join(hist, "final.jsonl"), "--timeout", "90"] + common,
                            capture_output=True, text=True)
+    if args.group_members:
+        subprocess.run([py, wl, "committed", "--group", group, "--out", os.path.join(hist, "committed.jsonl")] + common,
+                       capture_output=True, text=True, timeout=60)
     res = checker.check_paths([hist])
     broker_alive = broker.alive()
     rss_max = max(rss_max, broker.rss_kib())
@@ -154,6 +165,28 @@ def run(args):
     return res, summary
 
 
+def wait_group_caught_up(broker, topic, group, args, deadline):
+    """Waits until the group's committed offsets reach every partition's high watermark."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "log_level": 3})
+    try:
+        while time.time() < deadline:
+            try:
+                tps = [TopicPartition(topic, p) for p in range(args.partitions)]
+                committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=10)}
+                high = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                        for p in range(args.partitions)}
+            except Exception:  # the broker may be restarting: ask again
+                time.sleep(0.5)
+                continue
+            if all(high[p] == 0 or committed.get(p, -1) >= high[p] for p in high):
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        c.close()
+
+
 def parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
@@ -164,6 +197,8 @@ def parser():
     ap.add_argument("--producers", type=int, default=3)
     ap.add_argument("--consumers", type=int, default=2)
     ap.add_argument("--rate", type=float, default=150, help="messages/s per producer")
+    ap.add_argument("--group-members", type=int, default=0,
+                    help="consumer-group members (one group; commits are checked)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--message-timeout-ms", type=int, default=5000)

@@ -11,6 +11,9 @@ must keep their relative order; workers may be interleaved or concatenated):
   {"t": "poll",    "w": "c0", "s": 1, "p": 3, "o": 41, "v": "p0-12"}   a record read
   {"t": "final",   "w": "final", "s": 0}                        marks the worker/session as the final read
   {"t": "hw",      "p": 3, "o": 120}                            high watermark seen by the final read
+  {"t": "gpoll",   "w": "g0", "p": 3, "o": 41, "v": "p0-12"}    a record read by a consumer-group member
+  {"t": "commit",  "w": "g0", "p": 3, "o": 42}                  the group's offset commit, acknowledged
+  {"t": "committed", "p": 3, "o": 42}                           the group's committed offset at the end
 
 Anomalies (per partition):
   lost-write          acknowledged, never read, while a later offset of its partition was read
@@ -20,6 +23,10 @@ Anomalies (per partition):
   inconsistent-offset one (partition, offset) holding two values (reads and acks together)
   nonmonotonic-poll   a consumer session reading an offset <= one it read before, without a seek
   poll-skip           a consumer session jumping over offsets that exist (read by anyone or acked)
+  lost-commit         the group's final committed offset is below one it acknowledged earlier
+  commit-skip         the group committed past an acknowledged record that no member read
+Group members read at least once (a rebalance re-reads from the committed offset), so `gpoll`
+events count for the offset/value checks but not for session order.
 
 CLI: checker.py HISTORY [HISTORY ...] [--json OUT] [--examples N]; exit 1 on any anomaly.
 """
@@ -37,6 +44,8 @@ EXPLAIN = {
     "inconsistent-offset": "one (partition, offset) observed with more than one value",
     "nonmonotonic-poll": "a consumer session read an offset not above the previous one without seeking",
     "poll-skip": "a consumer session skipped over offsets that exist",
+    "lost-commit": "the group's committed offset went below one the broker had acknowledged",
+    "commit-skip": "the group committed past an acknowledged record none of its members read",
 }
 ANOMALY_TYPES = list(EXPLAIN)
 
@@ -119,6 +128,9 @@ def check(events):
     final_sessions = set()
     final_values = set()
     polls = 0
+    group_values = set()  # values read by group members
+    commits = {}  # p -> highest acknowledged commit
+    committed = {}  # p -> the group's committed offset at the end
     res = Result()
 
     for e in events:
@@ -148,6 +160,16 @@ def check(events):
             sessions[(e["w"], e.get("s", 0), p)].append(("poll", o, v))
             if (e["w"], e.get("s", 0)) in final_sessions:
                 final_values.add(v)
+        elif t == "gpoll":
+            polls += 1
+            p, o, v = e["p"], e["o"], e["v"]
+            reads[(p, o)].add(v)
+            read_positions[v].add((p, o))
+            group_values.add(v)
+        elif t == "commit":
+            commits[e["p"]] = max(commits.get(e["p"], -1), e["o"])
+        elif t == "committed":
+            committed[e["p"]] = e["o"]
         elif t == "final":
             final_sessions.add((e["w"], e.get("s", 0)))
         elif t == "hw":
@@ -237,6 +259,22 @@ def check(events):
                     )
             prev = o  # after a backward jump, later polls are judged from the new position
 
+    # consumer group: acknowledged commits survive, and a commit implies the records below it
+    # were read by some member
+    for p, o in sorted(commits.items()):
+        if committed.get(p, -1) < o:
+            res.anomalies["lost-commit"].append(
+                {"partition": p, "acknowledged": o, "final": committed.get(p),
+                 "why": f"p{p}: commit of offset {o} was acknowledged, the group's offset is now {committed.get(p)}"}
+            )
+    if committed:
+        for v, (p, o) in sorted(acks.items(), key=lambda kv: kv[1]):
+            if o < committed.get(p, -1) and v not in group_values:
+                res.anomalies["commit-skip"].append(
+                    {"value": v, "partition": p, "offset": o,
+                     "why": f"{v} acked at p{p}@{o}, below the group's committed {committed[p]}, read by no member"}
+                )
+
     res.stats = {
         "acked": len(acks),
         "failed": len(failed),
@@ -247,6 +285,8 @@ def check(events):
         "partitions": sorted({p for p, _o in reads} | {p for p, _o in ack_at}),
         "high_watermarks": {str(p): o for p, o in sorted(hw.items())},
         "failed_or_unknown_but_read": len((failed | unknown) & set(read_positions)),
+        "group_read": len(group_values),
+        "group_committed": {str(p): o for p, o in sorted(committed.items())},
     }
     return res
 

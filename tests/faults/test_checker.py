@@ -168,3 +168,35 @@ def test_one_nonmonotonic_anomaly_per_backward_jump():
     h += [poll(f"v{i}", 0, i) for i in range(5)] + [poll(f"v{i}", 0, i) for i in range(5)]
     res = check(h)
     assert res.counts()["nonmonotonic-poll"] == 1
+
+
+def gpoll(v, p, o, w="g0"):
+    return {"t": "gpoll", "w": w, "p": p, "o": o, "v": v}
+
+
+def group_history():
+    h = [assign(0)] + [ack(f"v{i}", 0, i) for i in range(6)]
+    h += [poll(f"v{i}", 0, i) for i in range(6)]
+    # g0 reads 0..3 and commits 4; a rebalance hands the partition to g1, which re-reads 3 (at
+    # least once) and goes on to the end
+    h += [gpoll(f"v{i}", 0, i) for i in range(4)] + [{"t": "commit", "w": "g0", "p": 0, "o": 4}]
+    h += [gpoll(f"v{i}", 0, i, "g1") for i in range(3, 6)] + [{"t": "commit", "w": "g1", "p": 0, "o": 6}]
+    return h
+
+
+def test_group_rereads_after_rebalance_are_fine():
+    res = check(group_history() + [{"t": "committed", "p": 0, "o": 6}])
+    assert res.ok, res.summary()
+    assert res.stats["group_read"] == 6
+
+
+def test_lost_commit():
+    res = check(group_history() + [{"t": "committed", "p": 0, "o": 4}])
+    assert {k: v for k, v in res.counts().items() if v} == {"lost-commit": 1}, res.summary()
+
+
+def test_commit_skip():
+    h = [e for e in group_history() if not (e["t"] == "gpoll" and e["v"] == "v4")]
+    res = check(h + [{"t": "committed", "p": 0, "o": 6}])
+    assert {k: v for k, v in res.counts().items() if v} == {"commit-skip": 1}, res.summary()
+    assert res.anomalies["commit-skip"][0]["value"] == "v4"

@@ -4,11 +4,15 @@
   workload.py producer --id 0 --bootstrap B --topic T --out F --stop STOPFILE [--rate R]
   workload.py consumer --id 0 --bootstrap B --topic T --partitions N --out F --stop STOPFILE
   workload.py final    --bootstrap B --topic T --partitions N --out F [--timeout S]
+  workload.py group    --id 0 --group G --bootstrap B --topic T --out F --stop STOPFILE
+  workload.py committed --group G --bootstrap B --topic T --partitions N --out F
 
 Producers: confluent-kafka, enable.idempotence, acks=all, keyed, values p{id}-{seq}; every send
 ends as ack (partition, offset), fail (error name) or unknown (no outcome by the end). A fatal
 producer error (e.g. OUT_OF_ORDER_SEQUENCE after the broker lost state) starts a new producer.
 Consumers: manual assignment of every partition from offset 0; every record polled is logged.
+Group members: subscribe with one group id, log every record (`gpoll`), commit synchronously
+after each batch and log each acknowledged commit; `committed` logs the group's offsets at the end.
 """
 import argparse
 import json
@@ -17,7 +21,7 @@ import random
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 
 class History:
@@ -157,6 +161,66 @@ def run_consumer(args):
     h.close()
 
 
+def run_group(args):
+    """A consumer-group member: at-least-once processing with a synchronous commit per batch."""
+    h = History(args.out)
+    w = f"g{args.id}"
+    conf = consumer_conf(args, args.group)
+    conf.update({"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, "max.poll.interval.ms": 60000})
+    c = Consumer(conf)
+    c.subscribe([args.topic])
+    last_check = 0.0
+
+    def commit():
+        try:
+            parts = c.commit(asynchronous=False)
+        except KafkaException as e:
+            h.write(t="commit_failed", w=w, err=e.args[0].name() if e.args else str(e))
+            return
+        for tp in parts or []:
+            if tp.error is None and tp.offset >= 0:
+                h.write(t="commit", w=w, p=tp.partition, o=tp.offset)
+
+    while True:
+        now = time.time()
+        if now - last_check > 0.2:
+            last_check = now
+            if os.path.exists(args.stop):
+                break
+        got = 0
+        for m in c.consume(500, 0.2):
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    h.write(t="consumer_error", w=w, err=m.error().name())
+                continue
+            got += 1
+            h.write(t="gpoll", w=w, p=m.partition(), o=m.offset(), v=m.value().decode())
+        if got:
+            commit()
+    commit()
+    c.close()
+    h.close()
+
+
+def group_committed(args):
+    """{partition: committed offset} of the group (OffsetFetch; does not join the group)."""
+    c = Consumer(consumer_conf(args, args.group))
+    try:
+        tps = c.committed([TopicPartition(args.topic, p) for p in range(args.partitions)], timeout=15)
+    finally:
+        c.close()
+    return {tp.partition: tp.offset for tp in tps if tp.error is None}
+
+
+def run_committed(args):
+    h = History(args.out)
+    got = group_committed(args)
+    for p, o in sorted(got.items()):
+        h.write(t="committed", p=p, o=max(o, -1))
+    h.close()
+    print(json.dumps({"committed": got}))
+
+
 def run_final(args):
     """A fresh consumer reads every partition from 0 up to its high watermark."""
     h = History(args.out)
@@ -191,7 +255,8 @@ def run_final(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("role", choices=["producer", "consumer", "final"])
+    ap.add_argument("role", choices=["producer", "consumer", "final", "group", "committed"])
+    ap.add_argument("--group", default="faults-group")
     ap.add_argument("--id", type=int, default=0)
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
@@ -205,7 +270,9 @@ def main(argv=None):
     ap.add_argument("--flush-timeout", type=float, default=30)
     ap.add_argument("--timeout", type=float, default=60, help="final read deadline")
     args = ap.parse_args(argv)
-    return {"producer": run_producer, "consumer": run_consumer, "final": run_final}[args.role](args) or 0
+    roles = {"producer": run_producer, "consumer": run_consumer, "final": run_final,
+             "group": run_group, "committed": run_committed}
+    return roles[args.role](args) or 0
 
 
 if __name__ == "__main__":
