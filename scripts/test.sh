@@ -8,8 +8,7 @@
 #   3. pytest tests/clients against brokers the tests start themselves on free 127.0.0.1 ports;
 #   4. pytest tests/faults: crash loop with the history checker, power loss, hostile clients.
 # Arguments are passed to the client pytest run (e.g. `bash scripts/test.sh -k kcat -x`).
-# Env: SKIP_RUST_TESTS=1 skips step 2's cargo test; TIDEWATER_BIN overrides the broker binary;
-#      TIDEWATER_GROUPS=1 also runs the consumer-group tests.
+# Env: SKIP_RUST_TESTS=1 skips step 2's cargo test; TIDEWATER_BIN overrides the broker binary.
 # Exits non-zero when any step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 //! Tidewater: a Kafka-API-compatible broker, one pinned glommio executor per core.
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod partition;
 pub mod protocol;
 pub mod server;

@@ -132,6 +132,41 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Partitions of __consumer_offsets.",
     ),
     (
+        "group.initial.rebalance.delay.ms",
+        "3000",
+        "Delay of the first rebalance of an empty group, waiting for more members to join.",
+    ),
+    (
+        "group.min.session.timeout.ms",
+        "6000",
+        "Smallest session timeout a group member may ask for.",
+    ),
+    (
+        "group.max.session.timeout.ms",
+        "1800000",
+        "Largest session timeout a group member may ask for.",
+    ),
+    (
+        "group.max.size",
+        "10000",
+        "Members per consumer group (Kafka's default is unbounded).",
+    ),
+    (
+        "offsets.retention.minutes",
+        "10080",
+        "Committed offsets of an empty group expire after this long.",
+    ),
+    (
+        "offsets.retention.check.interval.ms",
+        "600000",
+        "How often offset expiry runs.",
+    ),
+    (
+        "offset.metadata.max.bytes",
+        "4096",
+        "Largest metadata string of a committed offset.",
+    ),
+    (
         "tidewater.spin.before.park.us",
         "0",
         "Microseconds an idle shard spins before sleeping: lower cross-shard latency, more CPU.",
@@ -162,6 +197,13 @@ pub struct Config {
     pub cross_shard_queue_depth: usize,
     pub offsets_topic_num_partitions: i32,
     pub spin_before_park_us: u64,
+    pub group_initial_rebalance_delay_ms: i64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub group_max_size: usize,
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: u64,
+    pub offset_metadata_max_bytes: usize,
 }
 
 /// Flattens a TOML document into dotted property names: both `"log.dirs" = ".."` and
@@ -305,7 +347,26 @@ impl Config {
             cross_shard_queue_depth: get::<usize>(p, "tidewater.cross.shard.queue.depth")?.max(1),
             offsets_topic_num_partitions: get(p, "offsets.topic.num.partitions")?,
             spin_before_park_us: get(p, "tidewater.spin.before.park.us")?,
+            group_initial_rebalance_delay_ms: get(p, "group.initial.rebalance.delay.ms")?,
+            group_min_session_timeout_ms: get(p, "group.min.session.timeout.ms")?,
+            group_max_session_timeout_ms: get(p, "group.max.session.timeout.ms")?,
+            group_max_size: get(p, "group.max.size")?,
+            offsets_retention_minutes: get(p, "offsets.retention.minutes")?,
+            offsets_retention_check_interval_ms: get(p, "offsets.retention.check.interval.ms")?,
+            offset_metadata_max_bytes: get(p, "offset.metadata.max.bytes")?,
         })
+    }
+
+    /// The consumer-group coordinator's limits.
+    pub fn group_limits(&self) -> crate::coordinator::Limits {
+        crate::coordinator::Limits {
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.max(0),
+            min_session_timeout_ms: self.group_min_session_timeout_ms,
+            max_session_timeout_ms: self.group_max_session_timeout_ms,
+            max_size: self.group_max_size.max(1),
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+            offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+        }
     }
 
     /// Defaults for tests.

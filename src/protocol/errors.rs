@@ -36,6 +36,15 @@ pub enum ErrorCode {
     UnknownServerError = -1,
     InvalidRecord = 87,
     ProducerFenced = 90,
+    // Consumer groups.
+    OffsetMetadataTooLarge = 12,
+    CoordinatorLoadInProgress = 14,
+    NonEmptyGroup = 68,
+    GroupIdNotFound = 69,
+    MemberIdRequired = 79,
+    GroupMaxSizeReached = 81,
+    FencedInstanceId = 82,
+    GroupSubscribedToTopic = 86,
 }
 
 impl ErrorCode {

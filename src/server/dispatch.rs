@@ -6,9 +6,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -97,6 +100,17 @@ pub enum RequestBody {
     DescribeConfigs(DescribeConfigsRequest),
     Produce(ProduceRequest),
     Fetch(FetchRequest),
+    FindCoordinator(FindCoordinatorRequest),
+    JoinGroup(JoinGroupRequest),
+    SyncGroup(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups(ListGroupsRequest),
+    DescribeGroups(DescribeGroupsRequest),
+    DeleteGroups(DeleteGroupsRequest),
+    OffsetDelete(OffsetDeleteRequest),
 }
 
 /// What a request frame decodes to. Not boxed: it is built and consumed once per request.
@@ -153,6 +167,17 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, String> {
         ApiKey::DescribeConfigs => RequestBody::DescribeConfigs(decode(b, version)?),
         ApiKey::Produce => RequestBody::Produce(decode(b, version)?),
         ApiKey::Fetch => RequestBody::Fetch(decode(b, version)?),
+        ApiKey::FindCoordinator => RequestBody::FindCoordinator(decode(b, version)?),
+        ApiKey::JoinGroup => RequestBody::JoinGroup(decode(b, version)?),
+        ApiKey::SyncGroup => RequestBody::SyncGroup(decode(b, version)?),
+        ApiKey::Heartbeat => RequestBody::Heartbeat(decode(b, version)?),
+        ApiKey::LeaveGroup => RequestBody::LeaveGroup(decode(b, version)?),
+        ApiKey::OffsetCommit => RequestBody::OffsetCommit(decode(b, version)?),
+        ApiKey::OffsetFetch => RequestBody::OffsetFetch(decode(b, version)?),
+        ApiKey::ListGroups => RequestBody::ListGroups(decode(b, version)?),
+        ApiKey::DescribeGroups => RequestBody::DescribeGroups(decode(b, version)?),
+        ApiKey::DeleteGroups => RequestBody::DeleteGroups(decode(b, version)?),
+        ApiKey::OffsetDelete => RequestBody::OffsetDelete(decode(b, version)?),
         other => return Err(format!("{other:?} is advertised but has no handler")),
     };
     Ok(DecodedRequest::Request { ctx, body })
@@ -198,6 +223,17 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
         RequestBody::CreatePartitions(r) => route!(create_partitions, r),
         RequestBody::DeleteRecords(r) => route!(delete_records, r),
         RequestBody::DescribeConfigs(r) => route!(describe_configs, r),
+        RequestBody::FindCoordinator(r) => route!(find_coordinator, r),
+        RequestBody::JoinGroup(r) => route!(join_group, r),
+        RequestBody::SyncGroup(r) => route!(sync_group, r),
+        RequestBody::Heartbeat(r) => route!(heartbeat, r),
+        RequestBody::LeaveGroup(r) => route!(leave_group, r),
+        RequestBody::OffsetCommit(r) => route!(offset_commit, r),
+        RequestBody::OffsetFetch(r) => route!(offset_fetch, r),
+        RequestBody::ListGroups(r) => route!(list_groups, r),
+        RequestBody::DescribeGroups(r) => route!(describe_groups, r),
+        RequestBody::DeleteGroups(r) => route!(delete_groups, r),
+        RequestBody::OffsetDelete(r) => route!(offset_delete, r),
         RequestBody::Produce(r) => handlers::produce::dispatch(&shard, ctx, r).await,
         RequestBody::Fetch(r) => {
             Dispatched::Respond(handlers::fetch::handle(shard, ctx, r).boxed_local())

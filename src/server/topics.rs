@@ -338,7 +338,12 @@ pub async fn auto_create(shard: &Rc<Shard>, names: &[String]) -> bool {
     let cat = shard.catalog();
     let missing: Vec<NewTopic> = names
         .iter()
-        .filter(|n| !cat.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+        // Internal topics (`__consumer_offsets`) are created by their owners, never on demand.
+        .filter(|n| {
+            !cat.topics.contains_key(*n)
+                && validate_topic_name(n).is_ok()
+                && n.as_str() != crate::coordinator::OFFSETS_TOPIC
+        })
         .map(|n| NewTopic {
             name: n.clone(),
             partitions: -1,

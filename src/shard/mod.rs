@@ -68,6 +68,8 @@ pub struct Shard {
     /// Open connections per client address, for the addresses this shard owns
     /// (`shard_for_ip`); only kept when `max.connections.per.ip` limits anything.
     ip_connections: RefCell<HashMap<std::net::IpAddr, u32>>,
+    /// Consumer groups this shard coordinates (those of its `__consumer_offsets` partitions).
+    pub coordinator: crate::coordinator::Coordinator,
 }
 
 impl Shard {
@@ -95,6 +97,7 @@ impl Shard {
             controller_lock: Rc::new(glommio::sync::Semaphore::new(1)),
             shutdown_waiters: RefCell::new(Vec::new()),
             ip_connections: RefCell::new(HashMap::new()),
+            coordinator: crate::coordinator::Coordinator::new(&config),
             config,
         }
     }

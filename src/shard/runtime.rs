@@ -45,7 +45,15 @@ pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
             let shared = shared.clone();
             let catalog = catalog.clone();
             let mesh = mesh.clone();
-            async move { shard_main(config, shared, catalog, mesh).await }
+            async move {
+                let res = shard_main(config, shared.clone(), catalog, mesh).await;
+                if let Err(e) = &res {
+                    // One shard down means partitions nobody serves: stop the whole broker.
+                    tracing::error!("shard failed: {e:#}");
+                    shared.request_shutdown();
+                }
+                res
+            }
         })
         .map_err(|e| anyhow::anyhow!("starting shard executors: {e}"))?;
     let mut failed = None;
@@ -118,6 +126,7 @@ async fn shard_main(
     );
     let accept = glommio::spawn_local(crate::server::accept_loop(shard.clone(), listener));
     let ticker = glommio::spawn_local(crate::server::topics::maintenance_loop(shard.clone()));
+    let groups = glommio::spawn_local(crate::coordinator::run(shard.clone()));
 
     while !shared.is_shutting_down() {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
@@ -137,6 +146,7 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     ticker.cancel().await;
+    groups.cancel().await;
     // Phase 2: flush and close every log.
     for p in shard.all_partitions() {
         if let Err(e) = p.close().await {

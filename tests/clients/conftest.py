@@ -25,7 +25,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 BIN = os.path.abspath(os.environ.get("TIDEWATER_BIN") or os.path.join(REPO, "target", "release", "tidewater"))
 ALLOW_MISSING = os.environ.get("TIDEWATER_ALLOW_MISSING_BROKER") == "1"
-GROUPS = os.environ.get("TIDEWATER_GROUPS") == "1"
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 30
 
@@ -228,16 +227,10 @@ class Broker:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "groups: needs consumer groups (run with TIDEWATER_GROUPS=1)")
     config.addinivalue_line("markers", "broker: needs the tidewater binary")
 
 
 def pytest_collection_modifyitems(config, items):
-    if not GROUPS:
-        skip_groups = pytest.mark.skip(reason="consumer groups not implemented yet; set TIDEWATER_GROUPS=1")
-        for item in items:
-            if "groups" in item.keywords:
-                item.add_marker(skip_groups)
     if binary_present() or config.option.collectonly:
         return
     if ALLOW_MISSING:

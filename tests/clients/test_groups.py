@@ -1,9 +1,11 @@
-"""Consumer-group tests. Consumer groups are not implemented yet: these are skipped unless
-TIDEWATER_GROUPS=1 (see conftest.py)."""
+"""Consumer groups through real clients: confluent-kafka (librdkafka 2.16), kafka-python,
+aiokafka, kafkajs. Multi-member tests run each confluent-kafka member as its own process
+(group_member.py) so one can be killed with -9."""
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 
@@ -11,7 +13,7 @@ import pytest
 
 from helpers import consumer, create_topic, produce
 
-pytestmark = [pytest.mark.groups, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(150)]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -20,7 +22,7 @@ def test_confluent_subscribe_commit_and_resume(broker, topic):
     produce(broker.bootstrap, topic, [{"key": f"k{i}".encode(), "value": f"v{i}".encode()} for i in range(90)],
             acks="all")
     group = "g-" + uuid.uuid4().hex[:8]
-    c = consumer(broker.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest"})
+    c = consumer(broker.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.offset.store": True})
     c.subscribe([topic])
     got = []
     deadline = time.time() + 60
@@ -31,7 +33,7 @@ def test_confluent_subscribe_commit_and_resume(broker, topic):
     assert len(got) >= 50
     c.commit(asynchronous=False)
     c.close()
-    c = consumer(broker.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest"})
+    c = consumer(broker.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest", "enable.auto.offset.store": True})
     c.subscribe([topic])
     deadline = time.time() + 60
     while len({m.value() for m in got}) < 90 and time.time() < deadline:
@@ -68,3 +70,339 @@ def test_kafkajs_consumer(broker, topic):
     assert r.returncode == 0, r.stderr.decode() + r.stdout.decode()
     got = json.loads(r.stdout.decode().strip().splitlines()[-1])
     assert sorted(m["value"] for m in got) == sorted(f"v{i}" for i in range(30))
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-member groups (group_member.py processes)
+
+GROUP_CONFIG = "\n".join([
+    '"group.initial.rebalance.delay.ms" = 500',
+    '"offsets.topic.num.partitions" = 8',
+])
+
+
+class Member:
+    def __init__(self, tmp, bootstrap, topic, group, name, **opts):
+        self.out = os.path.join(tmp, f"{name}.jsonl")
+        self.stopfile = os.path.join(tmp, f"{name}.stop")
+        args = [sys.executable, os.path.join(HERE, "group_member.py"), "--bootstrap", bootstrap, "--topic", topic,
+                "--group", group, "--out", self.out, "--stop", self.stopfile]
+        for k, v in opts.items():
+            args += ["--" + k.replace("_", "-"), str(v)]
+        self.proc = subprocess.Popen(args)
+
+    def events(self):
+        try:
+            with open(self.out) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
+    def assignment(self):
+        """Partitions owned now, from the assign/revoke/lost callbacks (eager or incremental)."""
+        owned = set()
+        for e in self.events():
+            if e["e"] == "assign":
+                owned |= set(e["parts"])
+            elif e["e"] in ("revoke", "lost"):
+                owned -= set(e["parts"])
+        return owned
+
+    def values(self):
+        return {e["v"] for e in self.events() if e["e"] == "msg"}
+
+    def stop(self, timeout=30):
+        open(self.stopfile, "w").close()
+        self.proc.wait(timeout=timeout)
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def produce_values(bootstrap, topic, prefix, n):
+    values = [f"{prefix}-{i}" for i in range(n)]
+    produce(bootstrap, topic, [{"key": f"k{i}".encode(), "value": v.encode()} for i, v in enumerate(values)],
+            acks="all")
+    return set(values)
+
+
+@pytest.fixture
+def gbroker(broker_factory):
+    return broker_factory(cores=2, config=GROUP_CONFIG)
+
+
+def test_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(gbroker, topic, tmp_path):
+    b = gbroker.bootstrap
+    create_topic(b, topic, 6)
+    group = "g-" + uuid.uuid4().hex[:8]
+    ms = [Member(str(tmp_path), b, topic, group, f"m{i}") for i in range(3)]
+    try:
+        wait_for(lambda: [len(m.assignment()) for m in ms] == [2, 2, 2], 40, "2 partitions per member")
+        assert set().union(*(m.assignment() for m in ms)) == set(range(6))
+        sent = produce_values(b, topic, "a", 600)
+        wait_for(lambda: sent <= set().union(*(m.values() for m in ms)), 40, "the group to read everything")
+        for m in ms:
+            assert m.values() & sent, "every member consumed its share"
+
+        # a clean leave rebalances at once (well before the 6 s session timeout)
+        t0 = time.time()
+        ms[0].stop()
+        wait_for(lambda: sorted(len(m.assignment()) for m in ms[1:]) == [3, 3], 20, "3 partitions each")
+        assert time.time() - t0 < 5.5, "LeaveGroup must trigger the rebalance, not the session timeout"
+        sent |= produce_values(b, topic, "b", 300)
+
+        # kill -9: no LeaveGroup; the coordinator expires the member after its session timeout
+        ms[1].kill9()
+        t1 = time.time()
+        wait_for(lambda: ms[2].assignment() == set(range(6)), 40, "the survivor to own all 6")
+        assert time.time() - t1 > 3, "reassigned before the session timeout could expire"
+        sent |= produce_values(b, topic, "c", 300)
+        wait_for(lambda: sent <= set().union(*(m.values() for m in ms)), 40,
+                 "every message consumed across the rebalances (commit after processing)")
+    finally:
+        for m in ms:
+            if m.proc.poll() is None:
+                m.kill9()
+
+
+def test_two_groups_each_receive_every_message(gbroker, topic, tmp_path):
+    b = gbroker.bootstrap
+    create_topic(b, topic, 4)
+    sent = produce_values(b, topic, "x", 200)
+    ga = [Member(str(tmp_path), b, topic, "ga-" + topic, f"a{i}") for i in range(2)]
+    gb = [Member(str(tmp_path), b, topic, "gb-" + topic, "b0")]
+    try:
+        wait_for(lambda: sent <= set().union(*(m.values() for m in ga)), 40, "group a reads everything")
+        wait_for(lambda: sent <= gb[0].values(), 40, "group b reads everything")
+        # inside group a each message went to one member (point to point)
+        assert not (ga[0].values() & ga[1].values()) or any(e["e"] == "revoke" for m in ga for e in m.events())
+    finally:
+        for m in ga + gb:
+            m.kill9()
+
+
+def test_committed_offsets_survive_restart_and_kill9(gbroker, topic):
+    from confluent_kafka import TopicPartition
+    b = gbroker.bootstrap
+    create_topic(b, topic, 2)
+    produce_values(b, topic, "r", 100)
+    group = "g-" + uuid.uuid4().hex[:8]
+    want = [TopicPartition(topic, 0, 17), TopicPartition(topic, 1, 23)]
+    c = consumer(b, **{"group.id": group})
+    c.commit(offsets=want, asynchronous=False)
+    c.close()
+
+    def committed():
+        c = consumer(b, **{"group.id": group})
+        try:
+            return {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)],
+                                                                  timeout=20)}
+        finally:
+            c.close()
+
+    assert committed() == {0: 17, 1: 23}
+    gbroker.restart()
+    assert committed() == {0: 17, 1: 23}, "after a clean restart"
+    c = consumer(b, **{"group.id": group})
+    c.commit(offsets=[TopicPartition(topic, 0, 40)], asynchronous=False)
+    c.close()
+    gbroker.crash_restart()
+    assert committed() == {0: 40, 1: 23}, "an acknowledged commit survives kill -9"
+    # a subscribing consumer resumes exactly at the committed offsets
+    c = consumer(b, **{"group.id": group, "enable.auto.offset.store": True})
+    c.subscribe([topic])
+    first = {}
+    deadline = time.time() + 40
+    while len(first) < 2 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            first.setdefault(m.partition(), m.offset())
+    c.close()
+    assert first == {0: 40, 1: 23}
+
+
+def test_kafka_python_and_aiokafka_groups_commit_and_resume(gbroker, topic):
+    from kafka import KafkaConsumer, TopicPartition as KTP
+    b = gbroker.bootstrap
+    create_topic(b, topic, 4)
+    sent = produce_values(b, topic, "k", 80)
+    group = "g-" + uuid.uuid4().hex[:8]
+    c1 = KafkaConsumer(topic, bootstrap_servers=b, group_id=group, auto_offset_reset="earliest",
+                       enable_auto_commit=False, consumer_timeout_ms=8000, session_timeout_ms=10000)
+    got = set()
+    for m in c1:
+        got.add(m.value.decode())
+        if len(got) == 40:
+            break
+    c1.commit()
+    positions = {tp.partition: c1.committed(tp) for tp in [KTP(topic, p) for p in range(4)]}
+    c1.close()
+    assert sum(v or 0 for v in positions.values()) == 40
+
+    import asyncio
+    from aiokafka import AIOKafkaConsumer
+
+    async def rest():
+        c = AIOKafkaConsumer(topic, bootstrap_servers=b, group_id=group, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+        await c.start()
+        seen = set()
+        try:
+            deadline = time.time() + 40
+            while len(seen) < 40 and time.time() < deadline:
+                batch = await c.getmany(timeout_ms=500)
+                for msgs in batch.values():
+                    seen |= {m.value.decode() for m in msgs}
+            await c.commit()
+        finally:
+            await c.stop()
+        return seen
+
+    seen = asyncio.run(rest())
+    assert not (seen & got), "aiokafka resumed at kafka-python's commits, reading nothing twice"
+    assert seen | got == sent
+
+
+def test_static_member_restart_keeps_partitions_without_rebalance(gbroker, topic, tmp_path):
+    b = gbroker.bootstrap
+    create_topic(b, topic, 4)
+    group = "g-" + uuid.uuid4().hex[:8]
+    a = Member(str(tmp_path), b, topic, group, "sa", instance_id="inst-a", session_ms=10000)
+    o = Member(str(tmp_path), b, topic, group, "so", instance_id="inst-o", session_ms=10000)
+    try:
+        wait_for(lambda: len(a.assignment()) == 2 and len(o.assignment()) == 2, 40, "2 partitions each")
+        before = a.assignment()
+        other_events = len(o.events())
+        a.kill9()  # static members do not leave on close either; kill -9 is the harsher case
+        a2 = Member(str(tmp_path), b, topic, group, "sa2", instance_id="inst-a", session_ms=10000)
+        wait_for(lambda: len(a2.assignment()) == 2, 20, "the restarted static member's partitions")
+        assert a2.assignment() == before, "same instance id, same partitions"
+        time.sleep(1)
+        later = o.events()[other_events:]
+        assert not [e for e in later if e["e"] in ("assign", "revoke", "lost")], f"rebalance seen: {later}"
+        a2.stop()
+    finally:
+        for m in (a, o):
+            if m.proc.poll() is None:
+                m.kill9()
+
+
+def test_cooperative_sticky_keeps_consuming_unmoved_partitions(gbroker, topic, tmp_path):
+    b = gbroker.bootstrap
+    create_topic(b, topic, 6)
+    group = "g-" + uuid.uuid4().hex[:8]
+    a = Member(str(tmp_path), b, topic, group, "ca", strategy="cooperative-sticky")
+    try:
+        wait_for(lambda: a.assignment() == set(range(6)), 40, "the first member owns all 6")
+        n = Member(str(tmp_path), b, topic, group, "cn", strategy="cooperative-sticky")
+        wait_for(lambda: len(a.assignment()) == 3 and len(n.assignment()) == 3, 40, "an incremental 3/3 split")
+        revoked = set().union(*[set(e["parts"]) for e in a.events() if e["e"] == "revoke"])
+        assert revoked == set(range(6)) - a.assignment(), "only the moved partitions were revoked"
+        sent = produce_values(b, topic, "s", 300)
+        wait_for(lambda: sent <= a.values() | n.values(), 40, "both read their partitions")
+        n.stop()
+        a.stop()
+    finally:
+        for m in (a,):
+            if m.proc.poll() is None:
+                m.kill9()
+
+
+def test_many_groups_on_both_shards(gbroker, topic):
+    """8 groups: their coordinators land on both shards, and the clients' connections on either
+    (SO_REUSEPORT), so both local and cross-shard coordinator hops are exercised."""
+    import threading
+    b = gbroker.bootstrap
+    create_topic(b, topic, 2)
+    sent = produce_values(b, topic, "m", 60)
+    results = {}
+
+    def run(i):
+        c = consumer(b, **{"group.id": f"multi-{i}-{topic}", "auto.offset.reset": "earliest",
+                           "enable.auto.offset.store": True})
+        c.subscribe([topic])
+        seen = set()
+        deadline = time.time() + 60
+        while len(seen) < len(sent) and time.time() < deadline:
+            m = c.poll(0.3)
+            if m is not None and not m.error():
+                seen.add(m.value().decode())
+        c.commit(asynchronous=False)
+        c.close()
+        results[i] = seen
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert all(results[i] == sent for i in range(8)), {i: len(v) for i, v in results.items()}
+
+
+def test_bad_group_requests_get_kafka_errors(gbroker, topic, tmp_path):
+    """Heartbeats from an unknown member and with a wrong generation get UNKNOWN_MEMBER_ID (25)
+    and ILLEGAL_GENERATION (22); the coordinator keeps serving the real member."""
+    import socket
+    import struct
+    b = gbroker.bootstrap
+    create_topic(b, topic, 2)
+    group = "g-" + uuid.uuid4().hex[:8]
+    m = Member(str(tmp_path), b, topic, group, "real")
+    try:
+        wait_for(lambda: len(m.assignment()) == 2, 40, "the real member's assignment")
+
+        def kstr(s):
+            return struct.pack(">h", len(s)) + s.encode()
+
+        def call(api, ver, body):
+            with socket.create_connection(("127.0.0.1", gbroker.port), timeout=10) as s:
+                req = struct.pack(">hhi", api, ver, 7) + kstr("bad") + body
+                s.sendall(struct.pack(">i", len(req)) + req)
+                size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+                return s.recv(size, socket.MSG_WAITALL)
+
+        # FindCoordinator v0 -> the coordinator is this broker
+        r = call(10, 0, kstr(group))
+        assert struct.unpack(">h", r[4:6])[0] == 0
+        # DescribeGroups v0 -> the real member id and the group state
+        r = call(15, 0, struct.pack(">i", 1) + kstr(group))
+        pos = 4 + 4 + 2  # corr, array len, error
+        glen = struct.unpack(">h", r[pos:pos + 2])[0]
+        pos += 2 + glen
+        slen = struct.unpack(">h", r[pos:pos + 2])[0]
+        state = r[pos + 2:pos + 2 + slen].decode()
+        pos += 2 + slen
+        for _ in range(2):  # protocol type, protocol
+            n = struct.unpack(">h", r[pos:pos + 2])[0]
+            pos += 2 + n
+        assert struct.unpack(">i", r[pos:pos + 4])[0] == 1, "one member"
+        pos += 4
+        mlen = struct.unpack(">h", r[pos:pos + 2])[0]
+        member_id = r[pos + 2:pos + 2 + mlen].decode()
+        assert state == "Stable" and member_id
+
+        def heartbeat(gen, mid):
+            r = call(12, 0, kstr(group) + struct.pack(">i", gen) + kstr(mid))
+            return struct.unpack(">h", r[4:6])[0]
+
+        assert heartbeat(1, "no-such-member") == 25
+        assert heartbeat(1000, member_id) == 22
+        # SyncGroup v0 from an unknown member
+        r = call(14, 0, kstr(group) + struct.pack(">i", 1) + kstr("ghost") + struct.pack(">i", 0))
+        assert struct.unpack(">h", r[4:6])[0] == 25
+        # the real member is unaffected: it still owns its partitions and consumes
+        sent = produce_values(b, topic, "ok", 50)
+        wait_for(lambda: sent <= m.values(), 30, "the real member keeps consuming")
+        assert len(m.assignment()) == 2
+    finally:
+        m.kill9()
