@@ -406,3 +406,23 @@ def test_bad_group_requests_get_kafka_errors(gbroker, topic, tmp_path):
         assert len(m.assignment()) == 2
     finally:
         m.kill9()
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed")
+def test_kcat_balanced_consumer_commits_and_resumes(gbroker, topic):
+    """Debian's kcat (librdkafka 2.0.2) as a balanced consumer (-G): reads everything, commits,
+    and a second run of the same group reads only what came after."""
+    b = gbroker.bootstrap
+    create_topic(b, topic, 3)
+    first = produce_values(b, topic, "kc", 30)
+    group = "kcat-" + uuid.uuid4().hex[:6]
+
+    def kcat_group():
+        r = subprocess.run(["kcat", "-b", b, "-G", group, topic, "-X", "auto.offset.reset=earliest", "-e", "-q"],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        return r.stdout.decode().split()
+
+    assert sorted(kcat_group()) == sorted(first)
+    later = produce_values(b, topic, "kd", 5)
+    assert sorted(kcat_group()) == sorted(later), "the second run resumes at the committed offsets"
