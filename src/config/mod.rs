@@ -167,6 +167,43 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Largest metadata string of a committed offset.",
     ),
     (
+        "offsets.topic.segment.bytes",
+        "104857600",
+        "Segment size of __consumer_offsets (set when the topic is created).",
+    ),
+    (
+        "tidewater.offsets.compaction.min.records",
+        "10000",
+        "Compact a __consumer_offsets partition (snapshot of its live keys, then move its log \
+         start) once it holds more records than this and more than twice its live keys.",
+    ),
+    (
+        "tidewater.offsets.compaction.check.interval.ms",
+        "30000",
+        "How often each coordinator shard checks whether to compact.",
+    ),
+    (
+        "group.member.metadata.max.bytes",
+        "1048576",
+        "Largest protocol metadata (all protocols) one classic group member may send in JoinGroup; \
+         larger joins get INVALID_REQUEST.",
+    ),
+    (
+        "group.consumer.session.timeout.ms",
+        "45000",
+        "KIP-848 consumer groups: a member silent for this long is fenced.",
+    ),
+    (
+        "group.consumer.heartbeat.interval.ms",
+        "5000",
+        "KIP-848 consumer groups: heartbeat interval given to members.",
+    ),
+    (
+        "group.consumer.assignors",
+        "uniform,range",
+        "KIP-848 server-side assignors members may pick; the first is the default.",
+    ),
+    (
         "tidewater.spin.before.park.us",
         "0",
         "Microseconds an idle shard spins before sleeping: lower cross-shard latency, more CPU.",
@@ -204,6 +241,35 @@ pub struct Config {
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: u64,
     pub offset_metadata_max_bytes: usize,
+    pub group_member_metadata_max_bytes: usize,
+    pub offsets_topic_segment_bytes: u64,
+    pub offsets_compaction_min_records: i64,
+    pub offsets_compaction_check_interval_ms: u64,
+    pub group_consumer_session_timeout_ms: i32,
+    pub group_consumer_heartbeat_interval_ms: i32,
+    pub group_consumer_assignors: Vec<String>,
+}
+
+/// `group.consumer.assignors`: a comma-separated list of known assignor names.
+fn parse_assignors(raw: &str) -> anyhow::Result<Vec<String>> {
+    let known = [
+        crate::coordinator::assignor::UNIFORM,
+        crate::coordinator::assignor::RANGE,
+    ];
+    let names: Vec<String> = raw
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        bail!("group.consumer.assignors must name at least one assignor");
+    }
+    for n in &names {
+        if !known.contains(&n.as_str()) {
+            bail!("group.consumer.assignors: unknown assignor {n:?} (known: {known:?})");
+        }
+    }
+    Ok(names)
 }
 
 /// Flattens a TOML document into dotted property names: both `"log.dirs" = ".."` and
@@ -354,6 +420,19 @@ impl Config {
             offsets_retention_minutes: get(p, "offsets.retention.minutes")?,
             offsets_retention_check_interval_ms: get(p, "offsets.retention.check.interval.ms")?,
             offset_metadata_max_bytes: get(p, "offset.metadata.max.bytes")?,
+            group_member_metadata_max_bytes: get(p, "group.member.metadata.max.bytes")?,
+            offsets_topic_segment_bytes: get(p, "offsets.topic.segment.bytes")?,
+            offsets_compaction_min_records: get(p, "tidewater.offsets.compaction.min.records")?,
+            offsets_compaction_check_interval_ms: get(
+                p,
+                "tidewater.offsets.compaction.check.interval.ms",
+            )?,
+            group_consumer_session_timeout_ms: get(p, "group.consumer.session.timeout.ms")?,
+            group_consumer_heartbeat_interval_ms: get(p, "group.consumer.heartbeat.interval.ms")?,
+            group_consumer_assignors: parse_assignors(&get::<String>(
+                p,
+                "group.consumer.assignors",
+            )?)?,
         })
     }
 
@@ -366,6 +445,10 @@ impl Config {
             max_size: self.group_max_size.max(1),
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
             offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+            member_metadata_max_bytes: self.group_member_metadata_max_bytes,
+            consumer_session_timeout_ms: self.group_consumer_session_timeout_ms.max(1),
+            consumer_heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms.max(1),
+            consumer_assignors: self.group_consumer_assignors.clone(),
         }
     }
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use indexmap::IndexMap;
 
+use super::consumer::ConsumerGroup;
 use super::records::{self, GroupValue, MemberValue, RecordKey};
 use crate::protocol::ErrorCode;
 
@@ -43,6 +44,14 @@ pub struct Limits {
     pub max_size: usize,
     pub offsets_retention_ms: i64,
     pub offset_metadata_max_bytes: usize,
+    /// Bytes of protocol metadata one classic member may register (all protocols together).
+    pub member_metadata_max_bytes: usize,
+    /// KIP-848 groups: `group.consumer.session.timeout.ms`.
+    pub consumer_session_timeout_ms: i32,
+    /// KIP-848 groups: `group.consumer.heartbeat.interval.ms`.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// KIP-848 groups: `group.consumer.assignors`, the first is the default.
+    pub consumer_assignors: Vec<String>,
 }
 
 impl Default for Limits {
@@ -54,6 +63,13 @@ impl Default for Limits {
             max_size: 10_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offset_metadata_max_bytes: 4096,
+            member_metadata_max_bytes: 1 << 20,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_assignors: vec![
+                super::assignor::UNIFORM.to_string(),
+                super::assignor::RANGE.to_string(),
+            ],
         }
     }
 }
@@ -185,6 +201,8 @@ pub struct Group {
     /// delay; 0 when the rebalance is not an initial one.
     pub initial_join_limit_ms: i64,
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
+    /// KIP-848 state when this is a consumer group (`group.protocol=consumer`); None: classic.
+    pub consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -204,6 +222,24 @@ impl Group {
             join_deadline_ms: 0,
             initial_join_limit_ms: 0,
             offsets: BTreeMap::new(),
+            consumer: None,
+        }
+    }
+
+    /// The state name clients see (consumer groups have their own states).
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(cg) => cg.state_name(),
+            None => self.state.name(),
+        }
+    }
+
+    /// ListGroups v5 group type.
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
         }
     }
 

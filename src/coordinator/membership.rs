@@ -196,6 +196,23 @@ impl GroupTable {
         if g.is(GroupState::Dead) {
             return err(ErrorCode::CoordinatorNotAvailable, &req.member_id);
         }
+        if let Some(cg) = &g.consumer {
+            if !cg.members.is_empty() {
+                // A consumer (KIP-848) group with members: classic members cannot join it.
+                return err(ErrorCode::InconsistentGroupProtocol, &req.member_id);
+            }
+            g.consumer = None;
+            g.protocol_type = None;
+        }
+        let metadata_bytes: usize = req.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        if metadata_bytes > limits.member_metadata_max_bytes {
+            tracing::warn!(
+                group = %req.group_id,
+                bytes = metadata_bytes,
+                "JoinGroup protocol metadata over group.member.metadata.max.bytes"
+            );
+            return err(ErrorCode::InvalidRequest, &req.member_id);
+        }
         if !g.supports(&req.protocol_type, &req.protocols) {
             return err(ErrorCode::InconsistentGroupProtocol, &req.member_id);
         }

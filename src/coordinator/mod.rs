@@ -7,6 +7,9 @@
 //! `invoke_on`. Offsets and group metadata are appended to that partition in Kafka's record
 //! formats and read back when the shard opens it.
 
+pub mod assignor;
+pub mod compaction;
+pub mod consumer;
 pub mod group;
 pub mod membership;
 pub mod offsets;
@@ -40,6 +43,8 @@ enum Load {
 pub struct Coordinator {
     pub table: RefCell<GroupTable>,
     loads: RefCell<HashMap<i32, Load>>,
+    /// OffsetCommits appended but not yet applied, per partition (compaction waits for 0).
+    pub commits_in_flight: RefCell<HashMap<i32, usize>>,
 }
 
 impl Coordinator {
@@ -47,6 +52,7 @@ impl Coordinator {
         Coordinator {
             table: RefCell::new(GroupTable::new(config.group_limits())),
             loads: RefCell::new(HashMap::new()),
+            commits_in_flight: RefCell::new(HashMap::new()),
         }
     }
 }
@@ -78,6 +84,10 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<i32, ErrorCode> {
     }
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs.insert(
+        "segment.bytes".to_string(),
+        shard.config.offsets_topic_segment_bytes.to_string(),
+    );
     let res = topics::create_topics(
         shard,
         vec![NewTopic {
@@ -186,11 +196,18 @@ pub async fn run(shard: Rc<Shard>) {
         let _ = ensure_loaded(&shard, p).await;
     }
     let check_ms = shard.config.offsets_retention_check_interval_ms.max(1) as i64;
+    let compact_ms = shard.config.offsets_compaction_check_interval_ms.max(1) as i64;
     let mut last_expiry = now_ms();
+    let mut last_compaction = now_ms();
     loop {
         glommio::timer::sleep(Duration::from_millis(GROUP_TICK_MS)).await;
         let now = now_ms();
         shard.coordinator.table.borrow_mut().tick(now);
+        shard
+            .coordinator
+            .table
+            .borrow_mut()
+            .tick_consumer_groups(now);
         if now - last_expiry >= check_ms {
             last_expiry = now;
             let recs = shard.coordinator.table.borrow_mut().expire_offsets(now);
@@ -200,6 +217,36 @@ pub async fn run(shard: Rc<Shard>) {
             }
         }
         persist::flush_outbox(&shard, now);
+        if now - last_compaction >= compact_ms {
+            last_compaction = now;
+            compact_owned(&shard, now).await;
+        }
+    }
+}
+
+/// Compacts the loaded `__consumer_offsets` partitions of this shard that need it.
+async fn compact_owned(shard: &Rc<Shard>, now: i64) {
+    let loaded: Vec<i32> = shard
+        .coordinator
+        .loads
+        .borrow()
+        .iter()
+        .filter(|(_, l)| **l == Load::Loaded)
+        .map(|(p, _)| *p)
+        .collect();
+    let min_records = shard.config.offsets_compaction_min_records;
+    for p in loaded {
+        match compaction::maybe_compact(shard, p, min_records, now).await {
+            Ok(Some((before, after))) => tracing::info!(
+                shard = shard.id,
+                partition = p,
+                log_start_before = before,
+                log_start_after = after,
+                "compacted {OFFSETS_TOPIC}"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(partition = p, "compacting {OFFSETS_TOPIC}: {e}"),
+        }
     }
 }
 
@@ -250,5 +297,7 @@ pub async fn group_lag(shard: &Rc<Shard>, group_id: &str) -> Result<Vec<Partitio
     Ok(out)
 }
 
+#[cfg(test)]
+mod consumer_tests;
 #[cfg(test)]
 mod tests;

@@ -19,20 +19,42 @@ pub struct CommitEntry {
 /// when nothing is committed.
 pub type FetchedOffset = (String, i32, i64, i32, String);
 
+/// Who commits: OffsetCommit's member fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Committer<'a> {
+    pub member_id: &'a str,
+    pub instance_id: Option<&'a str>,
+    /// Generation (classic) or member epoch (KIP-848); < 0 for a standalone commit.
+    pub generation: i32,
+    pub api_version: i16,
+}
+
 impl GroupTable {
-    /// Checks whether `member_id` may commit for `generation` (Kafka's rules); `generation < 0`
-    /// with no members is a simple (standalone) commit.
+    /// Checks whether the committer may commit (Kafka's rules); `generation < 0` with no
+    /// members is a simple (standalone) commit.
     pub fn check_commit(
         &mut self,
         partition: i32,
         group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
+        who: Committer,
         now: i64,
     ) -> Result<(), ErrorCode> {
+        let Committer {
+            member_id,
+            instance_id,
+            generation,
+            api_version,
+        } = who;
         if group_id.is_empty() {
             return Err(ErrorCode::InvalidGroupId);
+        }
+        if let Some(checked) = self.check_consumer_member(group_id, member_id, generation) {
+            // KIP-848 members commit with OffsetCommit v9+ and their member epoch.
+            let member_commit = !(generation < 0 && member_id.is_empty());
+            if member_commit && api_version < 9 && checked.is_ok() {
+                return Err(ErrorCode::UnsupportedVersion);
+            }
+            return checked;
         }
         let Some(g) = self.groups.get_mut(group_id) else {
             if generation < 0 {

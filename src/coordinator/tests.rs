@@ -6,8 +6,23 @@ use futures::channel::oneshot;
 use super::group::{GroupState, GroupTable, JoinOutcome, Limits, Reply, SyncOutcome};
 use super::membership::JoinRequest;
 use super::offsets::CommitEntry;
+use super::offsets::Committer;
 use super::sync::{SyncRequest, SyncStep};
 use crate::protocol::ErrorCode;
+
+pub(super) fn who<'a>(
+    member_id: &'a str,
+    instance_id: Option<&'static str>,
+    generation: i32,
+    api_version: i16,
+) -> Committer<'a> {
+    Committer {
+        member_id,
+        instance_id,
+        generation,
+        api_version,
+    }
+}
 
 const G: &str = "g";
 
@@ -273,19 +288,22 @@ fn bad_input_gets_error_codes() {
     ));
     // Commits: wrong generation, unknown member, simple commit refused for a live group.
     assert_eq!(
-        t.check_commit(0, G, &a, None, gen + 1, 300),
+        t.check_commit(0, G, who(&a, None, gen + 1, 8), 300),
         Err(ErrorCode::IllegalGeneration)
     );
     assert_eq!(
-        t.check_commit(0, G, "x", None, gen, 300),
+        t.check_commit(0, G, who("x", None, gen, 8), 300),
         Err(ErrorCode::UnknownMemberId)
     );
     assert_eq!(
-        t.check_commit(0, G, "", None, -1, 300),
+        t.check_commit(0, G, who("", None, -1, 8), 300),
         Err(ErrorCode::UnknownMemberId)
     );
-    assert_eq!(t.check_commit(0, G, &a, None, gen, 300), Ok(()));
-    assert_eq!(t.check_commit(0, "standalone", "", None, -1, 300), Ok(()));
+    assert_eq!(t.check_commit(0, G, who(&a, None, gen, 8), 300), Ok(()));
+    assert_eq!(
+        t.check_commit(0, "standalone", who("", None, -1, 8), 300),
+        Ok(())
+    );
     assert_eq!(t.delete_group(G).err(), Some(ErrorCode::NonEmptyGroup));
     assert_eq!(
         t.delete_group("missing").err(),
@@ -299,7 +317,7 @@ fn offsets_commit_fetch_expire_and_reload() {
         offsets_retention_ms: 1000,
         ..limits()
     });
-    assert_eq!(t.check_commit(3, G, "", None, -1, 0), Ok(()));
+    assert_eq!(t.check_commit(3, G, who("", None, -1, 8), 0), Ok(()));
     let entries = vec![CommitEntry {
         topic: "t".into(),
         partition: 1,
@@ -336,7 +354,7 @@ fn offsets_commit_fetch_expire_and_reload() {
         offsets_retention_ms: 1000,
         ..limits()
     });
-    t.check_commit(0, G, "", None, -1, 0)
+    t.check_commit(0, G, who("", None, -1, 8), 0)
         .expect("simple commit");
     t.apply_commit(0, G, &entries, &[ErrorCode::None], 0);
     assert!(t.expire_offsets(500).is_empty());
@@ -377,4 +395,64 @@ fn partition_matches_kafka() {
         let p = super::partition_for(g, 50);
         assert!((0..50).contains(&p));
     }
+}
+
+#[test]
+fn a_compaction_snapshot_replays_to_the_same_state() {
+    let mut t = GroupTable::new(limits());
+    let (a, _b, gen) = stable_group(&mut t);
+    let mut history = Vec::new();
+    // Many commits of few keys, a deleted group and a group on another partition.
+    for i in 0..50i64 {
+        let entries = vec![CommitEntry {
+            topic: "t".into(),
+            partition: (i % 3) as i32,
+            offset: i,
+            leader_epoch: 1,
+            metadata: Some(format!("m{i}")),
+        }];
+        let (recs, codes) = t.commit_records(0, G, &entries, 100 + i);
+        t.apply_commit(0, G, &entries, &codes, 100 + i);
+        history.extend(recs);
+    }
+    t.check_commit(0, "gone", who("", None, -1, 8), 0)
+        .expect("simple commit");
+    let entries = vec![CommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset: 7,
+        leader_epoch: -1,
+        metadata: None,
+    }];
+    let (recs, codes) = t.commit_records(0, "gone", &entries, 0);
+    t.apply_commit(0, "gone", &entries, &codes, 0);
+    history.extend(recs);
+    history.extend(t.delete_group("gone").expect("empty"));
+    t.check_commit(1, "elsewhere", who("", None, -1, 8), 0)
+        .expect("simple commit");
+    t.apply_commit(1, "elsewhere", &entries, &[ErrorCode::None], 0);
+
+    let snap = t.snapshot_records(0);
+    assert_eq!(snap.len(), 1 + 3, "one group record and three live offsets");
+    assert!(snap.len() * 10 < history.len());
+    let mut fresh = GroupTable::new(limits());
+    for r in snap {
+        assert_eq!(r.partition, 0);
+        let key = super::records::decode_key(r.key)
+            .expect("key")
+            .expect("known");
+        fresh.replay(0, key, r.value, 5000);
+    }
+    assert_eq!(fresh.fetch_offsets(G, None), t.fetch_offsets(G, None));
+    let (g, f) = (&t.groups[G], &fresh.groups[G]);
+    assert_eq!(
+        f.offsets, g.offsets,
+        "commit timestamps kept (expiry unchanged)"
+    );
+    assert_eq!((f.generation, f.leader.as_deref()), (gen, Some(a.as_str())));
+    assert!(!fresh.groups.contains_key("gone"));
+    assert!(
+        !fresh.groups.contains_key("elsewhere"),
+        "other partitions are not restated"
+    );
 }

@@ -45,6 +45,12 @@ pub enum ErrorCode {
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
     GroupSubscribedToTopic = 86,
+    UnknownTopicId = 100,
+    FencedMemberEpoch = 110,
+    UnreleasedInstanceId = 111,
+    UnsupportedAssignor = 112,
+    StaleMemberEpoch = 113,
+    InvalidRegularExpression = 128,
 }
 
 impl ErrorCode {

@@ -6,12 +6,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -111,6 +111,7 @@ pub enum RequestBody {
     DescribeGroups(DescribeGroupsRequest),
     DeleteGroups(DeleteGroupsRequest),
     OffsetDelete(OffsetDeleteRequest),
+    ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest),
 }
 
 /// What a request frame decodes to. Not boxed: it is built and consumed once per request.
@@ -178,6 +179,7 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, String> {
         ApiKey::DescribeGroups => RequestBody::DescribeGroups(decode(b, version)?),
         ApiKey::DeleteGroups => RequestBody::DeleteGroups(decode(b, version)?),
         ApiKey::OffsetDelete => RequestBody::OffsetDelete(decode(b, version)?),
+        ApiKey::ConsumerGroupHeartbeat => RequestBody::ConsumerGroupHeartbeat(decode(b, version)?),
         other => return Err(format!("{other:?} is advertised but has no handler")),
     };
     Ok(DecodedRequest::Request { ctx, body })
@@ -234,6 +236,7 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
         RequestBody::DescribeGroups(r) => route!(describe_groups, r),
         RequestBody::DeleteGroups(r) => route!(delete_groups, r),
         RequestBody::OffsetDelete(r) => route!(offset_delete, r),
+        RequestBody::ConsumerGroupHeartbeat(r) => route!(consumer_group_heartbeat, r),
         RequestBody::Produce(r) => handlers::produce::dispatch(&shard, ctx, r).await,
         RequestBody::Fetch(r) => {
             Dispatched::Respond(handlers::fetch::handle(shard, ctx, r).boxed_local())

@@ -83,6 +83,13 @@ pub fn log_config(shard: &Shard, topic: &TopicMeta) -> Result<LogConfig, String>
             _ => {}
         }
     }
+    // A compact-only topic (as __consumer_offsets) keeps its data regardless of age or size:
+    // retention would delete live keys. (Compaction itself: coordinator::compaction.)
+    let policy = topic.configs.get("cleanup.policy").map(|s| s.as_str());
+    if policy.is_some_and(|p| p.contains("compact") && !p.contains("delete")) {
+        c.retention_ms = -1;
+        c.retention_bytes = -1;
+    }
     Ok(c)
 }
 

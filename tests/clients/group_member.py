@@ -23,6 +23,8 @@ def main():
     ap.add_argument("--instance-id")
     ap.add_argument("--strategy", default="range")
     ap.add_argument("--session-ms", type=int, default=6000)
+    ap.add_argument("--protocol", default="classic", help="group.protocol: classic or consumer (KIP-848)")
+    ap.add_argument("--assignor", help="group.remote.assignor (consumer protocol): uniform or range")
     a = ap.parse_args()
     out = open(a.out, "a", buffering=1)
 
@@ -35,12 +37,17 @@ def main():
         "group.id": a.group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
-        "session.timeout.ms": a.session_ms,
-        "heartbeat.interval.ms": 500,
-        "partition.assignment.strategy": a.strategy,
         "fetch.wait.max.ms": 100,
         "log_level": 3,
     }
+    if a.protocol == "consumer":
+        # KIP-848: timeouts and the assignor live on the broker; the client may pick an assignor.
+        conf["group.protocol"] = "consumer"
+        if a.assignor:
+            conf["group.remote.assignor"] = a.assignor
+    else:
+        conf.update({"session.timeout.ms": a.session_ms, "heartbeat.interval.ms": 500,
+                     "partition.assignment.strategy": a.strategy})
     if a.instance_id:
         conf["group.instance.id"] = a.instance_id
     c = Consumer(conf)

@@ -141,13 +141,14 @@ def gbroker(broker_factory):
     return broker_factory(cores=2, config=GROUP_CONFIG)
 
 
-def test_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(gbroker, topic, tmp_path):
-    b = gbroker.bootstrap
+def three_members_scenario(b, topic, tmp_path, group, **opts):
+    """3 members over 6 partitions get 2 each; a clean leave rebalances at once; a member killed
+    with -9 loses its partitions only after its session timeout (6 s); with synchronous commits
+    after processing the group consumes every message. `opts` go to each member."""
     create_topic(b, topic, 6)
-    group = "g-" + uuid.uuid4().hex[:8]
-    ms = [Member(str(tmp_path), b, topic, group, f"m{i}") for i in range(3)]
+    ms = [Member(str(tmp_path), b, topic, group, f"m{i}", **opts) for i in range(3)]
     try:
-        wait_for(lambda: [len(m.assignment()) for m in ms] == [2, 2, 2], 40, "2 partitions per member")
+        wait_for(lambda: sorted(len(m.assignment()) for m in ms) == [2, 2, 2], 40, "2 partitions per member")
         assert set().union(*(m.assignment() for m in ms)) == set(range(6))
         sent = produce_values(b, topic, "a", 600)
         wait_for(lambda: sent <= set().union(*(m.values() for m in ms)), 40, "the group to read everything")
@@ -158,10 +159,10 @@ def test_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(gbrok
         t0 = time.time()
         ms[0].stop()
         wait_for(lambda: sorted(len(m.assignment()) for m in ms[1:]) == [3, 3], 20, "3 partitions each")
-        assert time.time() - t0 < 5.5, "LeaveGroup must trigger the rebalance, not the session timeout"
+        assert time.time() - t0 < 5.5, "leaving must trigger the rebalance, not the session timeout"
         sent |= produce_values(b, topic, "b", 300)
 
-        # kill -9: no LeaveGroup; the coordinator expires the member after its session timeout
+        # kill -9: no leave; the coordinator expires the member after its session timeout
         ms[1].kill9()
         t1 = time.time()
         wait_for(lambda: ms[2].assignment() == set(range(6)), 40, "the survivor to own all 6")
@@ -173,6 +174,10 @@ def test_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(gbrok
         for m in ms:
             if m.proc.poll() is None:
                 m.kill9()
+
+
+def test_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(gbroker, topic, tmp_path):
+    three_members_scenario(gbroker.bootstrap, topic, tmp_path, "g-" + uuid.uuid4().hex[:8])
 
 
 def test_two_groups_each_receive_every_message(gbroker, topic, tmp_path):
@@ -426,3 +431,54 @@ def test_kcat_balanced_consumer_commits_and_resumes(gbroker, topic):
     assert sorted(kcat_group()) == sorted(first)
     later = produce_values(b, topic, "kd", 5)
     assert sorted(kcat_group()) == sorted(later), "the second run resumes at the committed offsets"
+
+
+def test_offsets_topic_is_compacted_and_commits_survive_kill9(broker_factory, topic):
+    """Many commits of few keys: the coordinator snapshots the live offsets and moves the log
+    start of its __consumer_offsets partition, so old segments go and a reload reads little;
+    the latest commits survive a clean restart and kill -9."""
+    import glob
+    from confluent_kafka import TopicPartition
+    b = broker_factory(cores=2, config="\n".join([
+        '"offsets.topic.num.partitions" = 1',
+        '"offsets.topic.segment.bytes" = 65536',
+        '"tidewater.offsets.compaction.min.records" = 300',
+        '"tidewater.offsets.compaction.check.interval.ms" = 200',
+    ]))
+    create_topic(b.bootstrap, topic, 3)
+    group = "gc-" + uuid.uuid4().hex[:8]
+    c = consumer(b.bootstrap, **{"group.id": group})
+    try:
+        for i in range(1, 601):
+            c.commit(offsets=[TopicPartition(topic, p, i * 10 + p) for p in range(3)], asynchronous=False)
+    finally:
+        c.close()
+    want = {p: 6000 + p for p in range(3)}
+
+    def log_start():
+        probe = consumer(b.bootstrap, **{"group.id": "probe-" + uuid.uuid4().hex[:6]})
+        try:
+            return probe.get_watermark_offsets(TopicPartition("__consumer_offsets", 0), timeout=10)
+        finally:
+            probe.close()
+
+    wait_for(lambda: log_start()[0] > 1000, 30, "the __consumer_offsets log start to move past the history")
+    low, high = log_start()
+    assert high - low < 300, f"a compacted partition holds little: {low}..{high}"
+    assert "compacted __consumer_offsets" in b.log()
+    segments = glob.glob(os.path.join(b.data, "__consumer_offsets-0", "*.log"))
+    assert len(segments) <= 3, f"old segments deleted: {segments}"
+
+    def committed():
+        c = consumer(b.bootstrap, **{"group.id": group})
+        try:
+            return {tp.partition: tp.offset for tp in
+                    c.committed([TopicPartition(topic, p) for p in range(3)], timeout=20)}
+        finally:
+            c.close()
+
+    assert committed() == want
+    b.restart()
+    assert committed() == want, "after a clean restart"
+    b.crash_restart()
+    assert committed() == want, "after kill -9"

@@ -26,6 +26,15 @@ pub async fn handle(
                 let mut d = DescribedGroup::default();
                 match table.groups.get(&id) {
                     None => d.group_state = StrBytes::from_static_str(GroupState::Dead.name()),
+                    Some(g) if g.consumer.is_some() => {
+                        // As Kafka: KIP-848 groups are described by ConsumerGroupDescribe.
+                        d.error_code = crate::protocol::ErrorCode::GroupIdNotFound.code();
+                        if v >= 6 {
+                            d.error_message = Some(StrBytes::from_string(format!(
+                                "Group {id} is not a classic group."
+                            )));
+                        }
+                    }
                     Some(g) => {
                         d.group_state = StrBytes::from_static_str(g.state.name());
                         d.protocol_type =

@@ -1,4 +1,5 @@
-//! ListGroups, versions 0..=5: every shard lists the groups it coordinates.
+//! ListGroups, versions 0..=5: every shard lists the groups it coordinates, classic and
+//! consumer (KIP-848) ones, filtered by state and (v5) type.
 
 use std::rc::Rc;
 
@@ -9,9 +10,6 @@ use kafka_protocol::protocol::StrBytes;
 use crate::server::dispatch::RequestCtx;
 use crate::shard::Shard;
 
-/// Group type of the classic protocol (ListGroups v5).
-const CLASSIC: &str = "classic";
-
 pub async fn handle(
     shard: &Rc<Shard>,
     ctx: &RequestCtx,
@@ -21,30 +19,30 @@ pub async fn handle(
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut r = ListGroupsResponse::default();
-    if !types.is_empty() && !types.iter().any(|t| t == CLASSIC) {
-        return r;
-    }
     let mut waits = Vec::new();
     for target in 0..shard.nr_shards {
         let states = states.clone();
+        let types = types.clone();
         waits.push(shard.invoke_on(target, move |s: Rc<Shard>| async move {
             let table = s.coordinator.table.borrow();
             table
                 .groups
                 .values()
-                .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
+                .filter(|g| states.is_empty() || states.contains(&g.state_name().to_lowercase()))
+                .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type()))
                 .map(|g| {
                     (
                         g.id.clone(),
                         g.protocol_type.clone().unwrap_or_default(),
-                        g.state.name(),
+                        g.state_name(),
+                        g.group_type(),
                     )
                 })
                 .collect::<Vec<_>>()
         }));
     }
     for listed in futures::future::join_all(waits).await.into_iter().flatten() {
-        for (id, protocol_type, state) in listed {
+        for (id, protocol_type, state, group_type) in listed {
             let mut g = ListedGroup::default();
             g.group_id = GroupId(StrBytes::from_string(id));
             g.protocol_type = StrBytes::from_string(protocol_type);
@@ -52,7 +50,7 @@ pub async fn handle(
                 g.group_state = StrBytes::from_static_str(state);
             }
             if v >= 5 {
-                g.group_type = StrBytes::from_static_str(CLASSIC);
+                g.group_type = StrBytes::from_static_str(group_type);
             }
             r.groups.push(g);
         }

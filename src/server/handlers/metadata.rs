@@ -1,4 +1,5 @@
-//! Metadata, versions 0..=12. This broker leads every partition (single node).
+//! Metadata, versions 0..=12 (topics by name, or by id from v10). This broker leads every
+//! partition (single node).
 
 use std::rc::Rc;
 
@@ -18,13 +19,23 @@ pub const CLUSTER_ID: &str = "tidewater-cluster";
 pub async fn handle(shard: &Rc<Shard>, ctx: &RequestCtx, req: MetadataRequest) -> MetadataResponse {
     let v = ctx.api_version;
     let node = BrokerId(shard.config.node_id);
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    // v0: an empty list means all topics; v1+: null means all, empty means none. v10+ may name
+    // topics by id instead (KIP-516; KIP-848 consumers resolve their assignments so).
+    let mut by_id: Vec<uuid::Uuid> = Vec::new();
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
         Some(ts) if ts.is_empty() && v == 0 => None,
         Some(ts) => Some(
             ts.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .filter_map(|t| match t.name {
+                    Some(n) => Some(n.0.to_string()),
+                    None => {
+                        if !t.topic_id.is_nil() {
+                            by_id.push(t.topic_id);
+                        }
+                        None
+                    }
+                })
                 .collect(),
         ),
     };
@@ -46,10 +57,21 @@ pub async fn handle(shard: &Rc<Shard>, ctx: &RequestCtx, req: MetadataRequest) -
     if v >= 1 {
         r.controller_id = node;
     }
-    let names: Vec<String> = match requested {
+    let mut names: Vec<String> = match requested {
         None => cat.topics.keys().cloned().collect(),
         Some(n) => n,
     };
+    for id in by_id {
+        match cat.topics.iter().find(|(_, t)| t.id == id) {
+            Some((name, _)) => names.push(name.clone()),
+            None => {
+                let mut t = MetadataResponseTopic::default();
+                t.topic_id = id;
+                t.error_code = ErrorCode::UnknownTopicId.code();
+                r.topics.push(t);
+            }
+        }
+    }
     for name in names {
         let mut t = MetadataResponseTopic::default();
         t.name = Some(TopicName(StrBytes::from_string(name.clone())));

@@ -1,4 +1,4 @@
-//! OffsetCommit, versions 2..=8. A commit is acknowledged once its records are durable in
+//! OffsetCommit, versions 2..=9 (v9: KIP-848 members commit with their member epoch). A commit is acknowledged once its records are durable in
 //! `__consumer_offsets`.
 
 use std::rc::Rc;
@@ -8,7 +8,8 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use crate::coordinator::offsets::CommitEntry;
+use crate::coordinator::compaction::CommitInFlight;
+use crate::coordinator::offsets::{CommitEntry, Committer};
 use crate::coordinator::{self, persist};
 use crate::protocol::ErrorCode;
 use crate::server::dispatch::RequestCtx;
@@ -57,14 +58,17 @@ pub async fn handle(
     let gid = group_id.clone();
     let codes = coordinator::with_group(shard, &group_id, move |s, partition| async move {
         let now = now_ms();
-        let checked = s.coordinator.table.borrow_mut().check_commit(
-            partition,
-            &gid,
-            &member_id,
-            instance_id.as_deref(),
+        let who = Committer {
+            member_id: &member_id,
+            instance_id: instance_id.as_deref(),
             generation,
-            now,
-        );
+            api_version: v,
+        };
+        let checked = s
+            .coordinator
+            .table
+            .borrow_mut()
+            .check_commit(partition, &gid, who, now);
         if let Err(e) = checked {
             return vec![e; valid.len()];
         }
@@ -73,7 +77,9 @@ pub async fn handle(
             .table
             .borrow()
             .commit_records(partition, &gid, &valid, now);
-        // Staged synchronously (in order), acknowledged once durable.
+        // Staged synchronously (in order), acknowledged once durable; compaction of this
+        // partition waits until it is applied.
+        let _in_flight = CommitInFlight::new(&s, partition);
         match persist::append(&s, recs, now).await {
             Ok(()) => s
                 .coordinator

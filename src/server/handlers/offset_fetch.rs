@@ -1,4 +1,5 @@
-//! OffsetFetch, versions 1..=8 (v8: several groups per request). Partitions without a
+//! OffsetFetch, versions 1..=9 (v8: several groups per request; v9: KIP-848 members fetch
+//! with their member id and epoch, checked like commits). Partitions without a
 //! committed offset answer -1. `require_stable` needs no waiting: there are no transactional
 //! offset commits yet.
 
@@ -21,19 +22,27 @@ type Wanted = Option<Vec<(String, Vec<i32>)>>;
 /// (partition, offset, leader epoch, metadata) rows of one topic.
 type TopicRows = (String, Vec<(i32, i64, i32, String)>);
 
+/// (member id, member epoch) of a v9 fetch from a consumer group member.
+type Member = Option<(String, i32)>;
+
 async fn fetch(
     shard: &Rc<Shard>,
     group_id: &str,
     wanted: Wanted,
+    member: Member,
 ) -> Result<Vec<FetchedOffset>, ErrorCode> {
     let gid = group_id.to_string();
     coordinator::with_group(shard, group_id, move |s, _| async move {
-        s.coordinator
-            .table
-            .borrow()
-            .fetch_offsets(&gid, wanted.as_deref())
+        let table = s.coordinator.table.borrow();
+        if let Some((member_id, epoch)) = &member {
+            if let Some(Err(e)) = table.check_consumer_member(&gid, member_id, *epoch) {
+                return Err(e);
+            }
+        }
+        Ok(table.fetch_offsets(&gid, wanted.as_deref()))
     })
     .await
+    .and_then(|r| r)
 }
 
 /// Groups fetched rows by topic, in first-seen order.
@@ -62,8 +71,17 @@ pub async fn handle(
                     .map(|t| (t.name.0.to_string(), t.partition_indexes))
                     .collect()
             });
+            let member: Member = if v >= 9 {
+                let id = g.member_id.as_ref().map(|s| s.to_string());
+                match (id, g.member_epoch) {
+                    (None, e) if e < 0 => None,
+                    (id, e) => Some((id.unwrap_or_default(), e)),
+                }
+            } else {
+                None
+            };
             let mut rg = OffsetFetchResponseGroup::default();
-            match fetch(shard, &g.group_id.0, wanted).await {
+            match fetch(shard, &g.group_id.0, wanted, member).await {
                 Ok(rows) => {
                     for (t, ps) in by_topic(rows) {
                         let mut rt = OffsetFetchResponseTopics::default();
@@ -92,7 +110,7 @@ pub async fn handle(
             .collect()
     });
     let asked = wanted.clone();
-    match fetch(shard, &req.group_id.0, wanted).await {
+    match fetch(shard, &req.group_id.0, wanted, None).await {
         Ok(rows) => {
             for (t, ps) in by_topic(rows) {
                 let mut rt = OffsetFetchResponseTopic::default();
