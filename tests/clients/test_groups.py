@@ -482,3 +482,25 @@ def test_offsets_topic_is_compacted_and_commits_survive_kill9(broker_factory, to
     assert committed() == want, "after a clean restart"
     b.crash_restart()
     assert committed() == want, "after kill -9"
+
+
+def test_consumer_lag_is_computable_for_any_group(gbroker, topic):
+    """Lag = log end offset - committed offset, as kafka-consumer-groups computes it: the
+    group's committed offsets through the admin API (OffsetFetch), log ends through ListOffsets."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    b = gbroker.bootstrap
+    create_topic(b, topic, 3)
+    for p, n in enumerate([10, 20, 30]):
+        produce(b, topic, [{"value": b"x", "partition": p}] * n, acks="all")
+    group = "lag-" + uuid.uuid4().hex[:8]
+    c = consumer(b, **{"group.id": group})
+    c.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 20)], asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": b})
+    fut = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+    committed = {tp.partition: tp.offset for tp in fut.result(timeout=20).topic_partitions if tp.topic == topic}
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)}
+    c.close()
+    assert ends == {0: 10, 1: 20, 2: 30}
+    assert committed == {0: 4, 1: 20}
+    assert {p: ends[p] - committed[p] for p in committed} == {0: 6, 1: 0}
