@@ -20,9 +20,6 @@ use crate::shard::Shard;
 /// Bytes read from the socket at a time when no larger frame is pending.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// How often an idle connection checks whether the broker is shutting down.
-const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
-
 enum Wake {
     Read(std::io::Result<usize>),
     Head(Option<Option<Response>>),
@@ -117,10 +114,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
                     Either::Left((n, _)) => Wake::Read(n),
                     Either::Right((resp, _)) => Wake::Head(resp),
                 },
-                // Idle: look at the shutdown flag now and then.
-                None => match select(Box::pin(read), Box::pin(glommio::timer::sleep(IDLE_CHECK)))
-                    .await
-                {
+                // Idle: wait for bytes or for shutdown. No timer: thousands of idle
+                // connections must not wake (and cancel and resubmit their reads) periodically.
+                None => match select(Box::pin(read), Box::pin(shard.until_shutdown())).await {
                     Either::Left((n, _)) => Wake::Read(n),
                     Either::Right(_) => Wake::Tick,
                 },

@@ -10,12 +10,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::net::TcpListener;
+use glommio::TaskQueueHandle;
 
 use crate::shard::Shard;
 
 /// Accepts connections on this shard (every shard binds the port with SO_REUSEPORT; the kernel
 /// spreads connections) until cancelled at shutdown.
-pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// Connections are served in `serve_tq`, not in the accept loop's (low-share) queue.
+pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, serve_tq: TaskQueueHandle) {
     // `max.connections` is per broker; each shard takes its share.
     let per_shard_max = shard
         .config
@@ -62,24 +64,36 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 }
                 shard.connections.set(shard.connections.get() + 1);
                 let s = shard.clone();
-                glommio::spawn_local(async move {
-                    if let Err(e) = connection::serve(s.clone(), stream).await {
-                        tracing::debug!(shard = s.id, "connection closed: {e}");
+                let spawned = glommio::spawn_local_into(
+                    async move {
+                        if let Err(e) = connection::serve(s.clone(), stream).await {
+                            tracing::debug!(shard = s.id, "connection closed: {e}");
+                        }
+                        s.connections.set(s.connections.get() - 1);
+                        if let Some(ip) = ip {
+                            let owner = s.shard_for_ip(ip);
+                            s.send_to(
+                                owner,
+                                Box::new(move |o: &Rc<Shard>| {
+                                    o.unregister_ip_connection(ip);
+                                    Box::pin(async {})
+                                }),
+                            )
+                            .await;
+                        }
+                    },
+                    serve_tq,
+                );
+                match spawned {
+                    Ok(task) => {
+                        task.detach();
                     }
-                    s.connections.set(s.connections.get() - 1);
-                    if let Some(ip) = ip {
-                        let owner = s.shard_for_ip(ip);
-                        s.send_to(
-                            owner,
-                            Box::new(move |o: &Rc<Shard>| {
-                                o.unregister_ip_connection(ip);
-                                Box::pin(async {})
-                            }),
-                        )
-                        .await;
+                    Err(e) => {
+                        // Only an invalid queue handle fails: a broken invariant, but keep serving.
+                        tracing::error!(shard = shard.id, "spawning a connection: {e}");
+                        shard.connections.set(shard.connections.get() - 1);
                     }
-                })
-                .detach();
+                }
             }
             Err(e) => {
                 tracing::warn!(shard = shard.id, "accept failed: {e}");

@@ -63,8 +63,10 @@ pub struct Shard {
     /// Shard 0 only: next producer id to hand out.
     pub next_producer_id: Cell<i64>,
     /// Long waits (parked fetches) that must end when shutdown starts; bounded by the
-    /// requests in flight, cancelled ones are dropped on every registration.
-    shutdown_waiters: RefCell<Vec<futures::channel::oneshot::Sender<()>>>,
+    /// Resolved at shutdown; every long wait (parked fetch, idle connection) awaits a clone.
+    /// Registering and dropping a waiter is O(1), however many connections wait.
+    shutdown_signal: futures::future::Shared<futures::channel::oneshot::Receiver<()>>,
+    shutdown_trigger: RefCell<Option<futures::channel::oneshot::Sender<()>>>,
     /// Open connections per client address, for the addresses this shard owns
     /// (`shard_for_ip`); only kept when `max.connections.per.ip` limits anything.
     ip_connections: RefCell<HashMap<std::net::IpAddr, u32>>,
@@ -83,6 +85,8 @@ impl Shard {
     ) -> Shard {
         let nr_shards = senders.nr_consumers();
         let mem = config.shard_request_memory_bytes as u64;
+        let (shutdown_trigger, rx) = futures::channel::oneshot::channel();
+        let shutdown_signal = futures::FutureExt::shared(rx);
         Shard {
             id,
             nr_shards,
@@ -95,7 +99,8 @@ impl Shard {
             request_memory: Rc::new(glommio::sync::Semaphore::new(mem)),
             connections: Cell::new(0),
             controller_lock: Rc::new(glommio::sync::Semaphore::new(1)),
-            shutdown_waiters: RefCell::new(Vec::new()),
+            shutdown_signal,
+            shutdown_trigger: RefCell::new(Some(shutdown_trigger)),
             ip_connections: RefCell::new(HashMap::new()),
             coordinator: crate::coordinator::Coordinator::new(&config),
             config,
@@ -107,13 +112,7 @@ impl Shard {
         if self.shared.is_shutting_down() {
             return;
         }
-        let (tx, rx) = futures::channel::oneshot::channel();
-        {
-            let mut w = self.shutdown_waiters.borrow_mut();
-            w.retain(|s| !s.is_canceled());
-            w.push(tx);
-        }
-        let _ = rx.await;
+        let _ = self.shutdown_signal.clone().await;
     }
 
     /// The shard that counts connections from `ip` (connections from one address land on every
@@ -153,8 +152,8 @@ impl Shard {
 
     /// Called by the shard's main loop once it sees the shutdown flag: ends every long wait.
     pub fn notify_shutdown(&self) {
-        for w in self.shutdown_waiters.borrow_mut().drain(..) {
-            let _ = w.send(());
+        if let Some(tx) = self.shutdown_trigger.borrow_mut().take() {
+            let _ = tx.send(());
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
+use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 
 use super::{Shard, ShardMsg, Shared};
 use crate::config::Config;
@@ -21,6 +21,24 @@ pub const CROSS_SHARD_TASKS_MAX: u64 = 4096;
 const SHUTDOWN_POLL_MS: u64 = 50;
 /// Longest wait for connections to finish their in-flight requests at shutdown.
 const DRAIN_TIMEOUT_MS: u64 = 10_000;
+/// Shares of the accept task queue (the serving queue has glommio's default, 1000).
+const ACCEPT_SHARES: usize = 50;
+
+/// The online CPUs this process may run on, so `taskset -c 2-3 tidewater serve` pins the
+/// shards within CPUs 2-3 (glommio's placement alone would use any online CPU).
+fn allowed_cpus() -> Option<CpuSet> {
+    let online = CpuSet::online().ok()?;
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills at most `size_of` bytes of it.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mask) };
+    if rc != 0 {
+        return Some(online);
+    }
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: CPU_ISSET reads the mask filled above, for an index checked against its size.
+    Some(online.filter(|l| l.cpu < max && unsafe { libc::CPU_ISSET(l.cpu, &mask) }))
+}
 
 /// Runs the broker until `shared.shutdown` is set and every shard has stopped.
 pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
@@ -29,7 +47,7 @@ pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let catalog = Arc::new(Catalog::load(&config.data_dir, config.cores)?);
     let n = config.cores;
-    let cpus = CpuSet::online().ok();
+    let cpus = allowed_cpus();
     let placement = match &cpus {
         Some(c) if c.len() >= n => PoolPlacement::MaxSpread(n, cpus.clone()),
         _ => PoolPlacement::Unbound(n),
@@ -124,7 +142,19 @@ async fn shard_main(
         partitions = shard.all_partitions().len(),
         "shard ready"
     );
-    let accept = glommio::spawn_local(crate::server::accept_loop(shard.clone(), listener));
+    // Accepting runs in its own task queue with few shares: under a connection flood the
+    // requests of connected clients go first (connections themselves are served in this one).
+    let serve_tq = glommio::executor().current_task_queue();
+    let accept_tq = glommio::executor().create_task_queue(
+        Shares::Static(ACCEPT_SHARES),
+        Latency::NotImportant,
+        "accept",
+    );
+    let accept = glommio::spawn_local_into(
+        crate::server::accept_loop(shard.clone(), listener, serve_tq),
+        accept_tq,
+    )
+    .map_err(|e| anyhow::anyhow!("shard {id}: spawning the accept loop: {e}"))?;
     let ticker = glommio::spawn_local(crate::server::topics::maintenance_loop(shard.clone()));
     let groups = glommio::spawn_local(crate::coordinator::run(shard.clone()));
 

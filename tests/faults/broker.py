@@ -31,13 +31,14 @@ def api_versions_ok(port, timeout=1.0):
 
 
 class Broker:
-    def __init__(self, cores=2, extra=(), workdir=None, port=None):
+    def __init__(self, cores=2, extra=(), workdir=None, port=None, cpus=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="tidewater-faults-")
         os.makedirs(self.dir, exist_ok=True)
         self.data = os.path.join(self.dir, "data")
         self.port = port or free_port()
         self.cores = cores
         self.extra = list(extra)
+        self.cpus = cpus  # taskset CPU list: the broker pins its shards within it
         self.log_path = os.path.join(self.dir, "broker.log")
         self.proc = None
         self.starts = 0
@@ -53,6 +54,8 @@ class Broker:
     def start(self, timeout=30):
         args = [BIN, "serve", "--data-dir", self.data, "--listen", self.bootstrap, "--cores", str(self.cores)]
         args += self.extra
+        if self.cpus:
+            args = ["taskset", "-c", self.cpus] + args
         with open(self.log_path, "ab") as log:
             log.write(f"\n==== start #{self.starts} at {time.time():.3f}\n".encode())
             log.flush()

@@ -357,7 +357,11 @@ def run(args):
     rng = random.Random(args.seed)
     raise_nofile(max(args.loris, args.flood) * 2 + 256)
     workdir = args.workdir or tempfile.mkdtemp(prefix="tidewater-hostile-")
-    broker = Broker(cores=args.cores, extra=args.broker_arg, workdir=os.path.join(workdir, "broker"))
+    if args.client_cpus:
+        # the attacks and the latency probe (a child) run here, apart from the broker's cores
+        os.sched_setaffinity(0, cpu_list(args.client_cpus))
+    broker = Broker(cores=args.cores, extra=args.broker_arg, workdir=os.path.join(workdir, "broker"),
+                    cpus=args.broker_cpus)
     broker.start()
     topic = "hostile-" + uuid.uuid4().hex[:6]
     probe_topic = "probe-" + uuid.uuid4().hex[:6]
@@ -383,7 +387,9 @@ def run(args):
     stop = os.path.join(workdir, "stop-probe")
     lat_path = os.path.join(workdir, "latency.jsonl")
     probe = subprocess.Popen([sys.executable, os.path.join(HERE, "latency_probe.py"), "--bootstrap", broker.bootstrap,
-                              "--topic", probe_topic, "--out", lat_path, "--stop", stop])
+                              "--topic", probe_topic, "--out", lat_path, "--stop", stop],
+                             preexec_fn=(lambda: os.sched_setaffinity(0, cpu_list(args.probe_cpus)))
+                             if args.probe_cpus else None)
     windows = []
 
     def phase(name, fn):
@@ -454,6 +460,10 @@ def run(args):
     return report
 
 
+def cpu_list(text):
+    return {int(c) for c in text.split(",")}
+
+
 def parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
@@ -472,6 +482,9 @@ def parser():
     ap.add_argument("--settle-s", type=float, default=0, help="watch RSS this long after each attack")
     ap.add_argument("--long", action="store_true", help="1000 slow-loris connections for 30 s, 5000-connection flood")
     ap.add_argument("--broker-arg", action="append", default=[])
+    ap.add_argument("--broker-cpus", help="taskset CPU list for the broker (e.g. 0)")
+    ap.add_argument("--client-cpus", help="comma list of CPUs for the attacks and the probe (e.g. 1)")
+    ap.add_argument("--probe-cpus", help="comma list of CPUs for the well-behaved probe client (default: as the attacks)")
     ap.add_argument("--workdir")
     ap.add_argument("--json")
     return ap
