@@ -76,6 +76,8 @@ pub struct ConsumerGroup {
     /// (id, partitions) of every subscribed topic when the target was last computed; a change
     /// (topic created, deleted or grown) bumps the group epoch.
     pub subscribed_metadata: BTreeMap<String, (Uuid, i32)>,
+    /// The assignor that computed the current target.
+    pub assignor: String,
 }
 
 /// A ConsumerGroupHeartbeat, decoded.
@@ -257,6 +259,7 @@ impl ConsumerGroup {
             .collect();
         let by_id: BTreeMap<Uuid, i32> = self.subscribed_metadata.values().copied().collect();
         let name = self.pick_assignor(assignors);
+        self.assignor = name.clone();
         let input: Vec<AssignorMember> = subs
             .iter()
             .map(|(id, ts)| AssignorMember {

@@ -507,3 +507,7 @@ def test_consumer_lag_is_computable_for_any_group(gbroker, topic):
     assert ends == {0: 10, 1: 20, 2: 30}
     assert committed == {0: 4, 1: 20}
     assert {p: ends[p] - committed[p] for p in committed} == {0: 6, 1: 0}
+    # a classic group: ConsumerGroupDescribe answers GROUP_ID_NOT_FOUND, the admin client falls
+    # back to DescribeGroups
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=20)
+    assert str(desc.type).endswith("CLASSIC") and str(desc.state).endswith("EMPTY"), desc

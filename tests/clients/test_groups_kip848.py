@@ -93,6 +93,13 @@ def test_kip848_commits_resume_listing_and_broker_restart(kbroker, topic, tmp_pa
         listed = admin.list_consumer_groups().result(timeout=20)
         mine = [g for g in listed.valid if g.group_id == group]
         assert mine and str(mine[0].type).endswith("CONSUMER"), [(g.group_id, str(g.type)) for g in listed.valid]
+        # ConsumerGroupDescribe: the member, its epoch's assignment and the assignor
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=20)
+        assert str(desc.type).endswith("CONSUMER") and str(desc.state).endswith("STABLE"), desc
+        assert desc.partition_assignor == "uniform"
+        assert len(desc.members) == 1
+        got = {(tp.topic, tp.partition) for tp in desc.members[0].assignment.topic_partitions}
+        assert got == {(topic, 0), (topic, 1)}
         m.stop()
         c = consumer(b, **{"group.id": group})
         try:

@@ -2,6 +2,7 @@
 //! advertised by ApiVersions come from `protocol::api_versions::SUPPORTED`.
 
 pub mod api_versions;
+pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
