@@ -163,6 +163,16 @@ impl ConsumerMember {
         }
     }
 
+    /// Whether the subscription (names or regex) covers `topic`.
+    pub fn subscribes_to(&self, topic: &str) -> bool {
+        self.subscribed_names.iter().any(|n| n == topic)
+            || self
+                .subscribed_regex
+                .as_deref()
+                .and_then(full_match)
+                .is_some_and(|re| re.is_match(topic))
+    }
+
     /// Topics this member subscribes to that exist (names and regex).
     fn subscribed(&self, topics: &TopicsView) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = self

@@ -324,3 +324,27 @@ fn classic_and_consumer_groups_do_not_mix() {
     }
     assert_eq!(t.groups[G].group_type(), "consumer");
 }
+
+#[test]
+fn offset_delete_refuses_topics_a_consumer_group_subscribes_to() {
+    let mut t = table();
+    let mut r = join("a");
+    r.subscribed_regex = Some("oth.*".into());
+    ok(&hb(&mut t, r, 0));
+    let wanted = vec![
+        ("t".to_string(), vec![0]),
+        ("other".to_string(), vec![1]),
+        ("free".to_string(), vec![0]),
+    ];
+    let (code, per, _) = t.delete_offsets(G, &wanted);
+    assert_eq!(code, ErrorCode::None);
+    let codes: Vec<ErrorCode> = per.iter().map(|(_, _, c)| *c).collect();
+    assert_eq!(
+        codes,
+        vec![
+            ErrorCode::GroupSubscribedToTopic,
+            ErrorCode::GroupSubscribedToTopic,
+            ErrorCode::None
+        ]
+    );
+}

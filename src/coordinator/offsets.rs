@@ -195,6 +195,14 @@ impl GroupTable {
         }
         let subscribed: Vec<String> = if g.is(GroupState::Empty) {
             Vec::new()
+        } else if let Some(cg) = &g.consumer {
+            // KIP-848 members: subscribed names, and regexes matched against the topics asked.
+            wanted
+                .iter()
+                .map(|(t, _)| t)
+                .filter(|t| cg.members.values().any(|m| m.subscribes_to(t)))
+                .cloned()
+                .collect()
         } else {
             let protocol = g.protocol.clone().unwrap_or_default();
             g.members

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""One confluent-kafka consumer-group member for the group tests, run as its own process so a
-test can kill -9 it. Processes each batch, then commits it synchronously, and logs JSON lines
+"""One consumer-group member for the group tests (confluent-kafka by default; kafka-python or
+aiokafka with --client), run as its own process so a test can kill -9 it. Processes each batch, then commits it synchronously, and logs JSON lines
 to --out: {"e": "assign"|"revoke", "parts": [...], "t": ...}, {"e": "msg", "p", "o", "v", "t"}
 (logged once the commit covering it succeeded), {"e": "commit_failed", "err"}. Stops and leaves
 the group cleanly when --stop appears."""
@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--session-ms", type=int, default=6000)
     ap.add_argument("--protocol", default="classic", help="group.protocol: classic or consumer (KIP-848)")
     ap.add_argument("--assignor", help="group.remote.assignor (consumer protocol): uniform or range")
+    ap.add_argument("--client", default="confluent", choices=["confluent", "kafka-python", "aiokafka"])
     a = ap.parse_args()
     out = open(a.out, "a", buffering=1)
 
@@ -32,6 +33,10 @@ def main():
         e["t"] = round(time.time(), 3)
         out.write(json.dumps(e) + "\n")
 
+    if a.client == "kafka-python":
+        return run_kafka_python(a, log)
+    if a.client == "aiokafka":
+        return run_aiokafka(a, log)
     conf = {
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
@@ -69,6 +74,87 @@ def main():
             log(e="msg", p=m.partition(), o=m.offset(), v=m.value().decode())
     c.close()
     log(e="closed")
+    return 0
+
+
+def parts(tps):
+    return sorted(tp.partition for tp in tps)
+
+
+def run_kafka_python(a, log):
+    from kafka import ConsumerRebalanceListener, KafkaConsumer
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from kafka.errors import CommitFailedError
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            log(e="revoke", parts=parts(revoked))
+
+        def on_partitions_assigned(self, assigned):
+            log(e="assign", parts=parts(assigned))
+
+    strategy = {"range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor}[a.strategy]
+    c = KafkaConsumer(bootstrap_servers=a.bootstrap, group_id=a.group, auto_offset_reset="earliest",
+                      enable_auto_commit=False, session_timeout_ms=a.session_ms, heartbeat_interval_ms=500,
+                      partition_assignment_strategy=[strategy], fetch_max_wait_ms=100)
+    c.subscribe([a.topic], listener=Listener())
+    log(e="started", pid=os.getpid())
+    while not os.path.exists(a.stop):
+        msgs = [m for ms in c.poll(timeout_ms=200, max_records=200).values() for m in ms]
+        if not msgs:
+            continue
+        try:
+            c.commit()
+        except CommitFailedError as e:
+            log(e="commit_failed", err=str(e))
+            continue
+        for m in msgs:
+            log(e="msg", p=m.partition, o=m.offset, v=m.value.decode())
+    c.close()
+    log(e="closed")
+    return 0
+
+
+def run_aiokafka(a, log):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.abc import ConsumerRebalanceListener
+    from aiokafka.errors import CommitFailedError
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            log(e="revoke", parts=parts(revoked))
+
+        def on_partitions_assigned(self, assigned):
+            log(e="assign", parts=parts(assigned))
+
+    async def run():
+        c = AIOKafkaConsumer(bootstrap_servers=a.bootstrap, group_id=a.group, auto_offset_reset="earliest",
+                             enable_auto_commit=False, session_timeout_ms=a.session_ms,
+                             heartbeat_interval_ms=500, fetch_max_wait_ms=100)
+        c.subscribe([a.topic], listener=Listener())
+        await c.start()
+        log(e="started", pid=os.getpid())
+        try:
+            while not os.path.exists(a.stop):
+                batch = await c.getmany(timeout_ms=200, max_records=200)
+                msgs = [m for ms in batch.values() for m in ms]
+                if not msgs:
+                    continue
+                try:
+                    await c.commit()
+                except CommitFailedError as e:
+                    log(e="commit_failed", err=str(e))
+                    continue
+                for m in msgs:
+                    log(e="msg", p=m.partition, o=m.offset, v=m.value.decode())
+        finally:
+            await c.stop()
+        log(e="closed")
+
+    asyncio.run(run())
     return 0
 
 

@@ -141,12 +141,13 @@ def gbroker(broker_factory):
     return broker_factory(cores=2, config=GROUP_CONFIG)
 
 
-def three_members_scenario(b, topic, tmp_path, group, **opts):
-    """3 members over 6 partitions get 2 each; a clean leave rebalances at once; a member killed
-    with -9 loses its partitions only after its session timeout (6 s); with synchronous commits
-    after processing the group consumes every message. `opts` go to each member."""
+def three_members_scenario(b, topic, tmp_path, group, per_member=({}, {}, {}), **opts):
+    """3 members over 6 partitions get 2 each; a clean leave (the first) rebalances at once; a
+    member killed with -9 (the second) loses its partitions only after its session timeout (6 s);
+    with synchronous commits after processing the group consumes every message. `opts` go to
+    every member, `per_member[i]` to member i."""
     create_topic(b, topic, 6)
-    ms = [Member(str(tmp_path), b, topic, group, f"m{i}", **opts) for i in range(3)]
+    ms = [Member(str(tmp_path), b, topic, group, f"m{i}", **{**opts, **per_member[i]}) for i in range(3)]
     try:
         wait_for(lambda: sorted(len(m.assignment()) for m in ms) == [2, 2, 2], 40, "2 partitions per member")
         assert set().union(*(m.assignment() for m in ms)) == set(range(6))
@@ -178,6 +179,14 @@ def three_members_scenario(b, topic, tmp_path, group, **opts):
 
 def test_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(gbroker, topic, tmp_path):
     three_members_scenario(gbroker.bootstrap, topic, tmp_path, "g-" + uuid.uuid4().hex[:8])
+
+
+def test_three_clients_in_one_group_split_and_rebalance(gbroker, topic, tmp_path):
+    """The same scenario with one member of each client library: aiokafka leaves cleanly,
+    kafka-python is killed with -9, confluent-kafka survives (their common assignor: roundrobin)."""
+    three_members_scenario(gbroker.bootstrap, topic, tmp_path, "gmix-" + uuid.uuid4().hex[:8],
+                           per_member=({"client": "aiokafka"}, {"client": "kafka-python"}, {}),
+                           strategy="roundrobin")
 
 
 def test_two_groups_each_receive_every_message(gbroker, topic, tmp_path):
