@@ -15,6 +15,7 @@
 #        E2E_RATE   fixed e2e rate (msgs/s) instead of 50% of the measured max
 #        E2E_LINGER linger (ms) of the open-loop e2e producers (default 5, Kafka's default)
 #        TOPIC_PREFIX topic name prefix (default: m<random>, fresh topics per run)
+#        BROKER_PID the broker's pid: its peak RSS is sampled (every 0.2 s) during each row
 #        PLOTS=0    skip the plots
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -32,9 +33,21 @@ run() { # name, generator args...
   local name="$1"; shift
   echo "== $name" >&2
   echo "$name" >> "$out/rows.txt"
-  rm -f "$out/$name.json"
-  if ! "${pin[@]}" "$bench" "$@" --bootstrap "$bootstrap" --quiet "${extra[@]}" \
-      --json "$out/$name.json" --timeseries "$out/$name.csv" > "$out/$name.txt" 2> "$out/$name.err"; then
+  rm -f "$out/$name.json" "$out/$name.rss"
+  local sampler=""
+  if [ -n "${BROKER_PID:-}" ]; then
+    ( peak=0; while kill -0 "$BROKER_PID" 2>/dev/null; do
+        r=$(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo 0)
+        [ "${r:-0}" -gt "$peak" ] && { peak=$r; echo "$peak" > "$out/$name.rss"; }
+        sleep 0.2
+      done ) &
+    sampler=$!
+  fi
+  local ok=1
+  "${pin[@]}" "$bench" "$@" --bootstrap "$bootstrap" --quiet "${extra[@]}" \
+      --json "$out/$name.json" --timeseries "$out/$name.csv" > "$out/$name.txt" 2> "$out/$name.err" || ok=0
+  [ -n "$sampler" ] && { kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; }
+  if [ "$ok" = 0 ]; then
     echo "   FAILED (see $out/$name.err)" >&2; tail -3 "$out/$name.err" >&2; return 0
   fi
   python3 - "$out/$name.json" "$name" <<'PY' >&2
@@ -73,12 +86,18 @@ for name in open(os.path.join(out, 'rows.txt')).read().split():
     p = os.path.join(out, name + '.json')
     if os.path.exists(p):  # failed rows have none
         rows[name] = json.load(open(p))
+        rss = os.path.join(out, name + '.rss')
+        if os.path.exists(rss):
+            rows[name]['broker_rss_kib_max'] = int(open(rss).read().split()[0])
 json.dump(rows, open(os.path.join(out, 'results.json'), 'w'), indent=1)
-lines = ["| row | msg/s | MB/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |", "|---|---|---|---|---|---|---|---|"]
+lines = ["| row | msg/s | MB/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | broker RSS MiB |",
+         "|---|---|---|---|---|---|---|---|---|"]
 for k, j in rows.items():
     l = j['latency_ms']
     lat = [f"{l[q]:.2f}" for q in ('p50', 'p99', 'p99_9', 'max')] if j['mode'] != 'consume' else ['-'] * 4
-    lines.append(f"| {k} | {j['msgs_per_sec']:.0f} | {j['mb_per_sec']:.1f} | " + " | ".join(lat) + f" | {j['errors']} |")
+    rss = f"{j['broker_rss_kib_max'] / 1024:.0f}" if 'broker_rss_kib_max' in j else '-'
+    lines.append(f"| {k} | {j['msgs_per_sec']:.0f} | {j['mb_per_sec']:.1f} | " + " | ".join(lat)
+                 + f" | {j['errors']} | {rss} |")
 open(os.path.join(out, 'summary.md'), 'w').write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

@@ -47,7 +47,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
     let max_frame = shard.config.socket_request_max_bytes;
     let inflight_max = shard.config.queued_max_requests;
     let budget = shard.config.shard_request_memory_bytes.max(1) as u64;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // Nothing is allocated until the client sends something: thousands of idle connections
+    // (a flood) cost no buffer memory. `recv_into` waits for readability first.
+    let mut buf = BytesMut::new();
     let mut inflight: VecDeque<Pending> = VecDeque::new();
     // Memory reserved for the frame being read, so a huge request waits instead of growing RSS.
     let mut frame_permit: Option<StaticPermit> = None;
@@ -142,6 +144,27 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
 /// with a one-byte `peek` when the socket is empty. Cancel-safe: bytes are only taken by the
 /// synchronous `recv`, never by a pending future.
 async fn recv_into(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
+    if buf.capacity() == buf.len() {
+        // No room yet (a new or drained connection): wait until there is something to read
+        // before allocating a read buffer.
+        let mut probe = [0u8; 1];
+        // SAFETY: a one-byte peek into a stack buffer we own.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                probe.as_mut_ptr() as *mut libc::c_void,
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        let ready = n >= 0;
+        if !ready && stream.peek(&mut probe).await? == 0 {
+            return Ok(0);
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+    }
     buf.reserve(want);
     loop {
         let spare = buf.spare_capacity_mut();
