@@ -59,6 +59,36 @@ def test_kip848_incremental_rebalance_revokes_only_moved_partitions(kbroker, top
                 m.kill9()
 
 
+def test_kip848_static_member_rejoins_with_its_partitions(kbroker, topic, tmp_path):
+    """A static member (group.instance.id) that closes leaves with epoch -2 and keeps its
+    partitions; its next incarnation gets them back and the other member sees no rebalance."""
+    b = kbroker.bootstrap
+    create_topic(b, topic, 4)
+    group = "g848-" + uuid.uuid4().hex[:8]
+    a = member(tmp_path, b, topic, group, "sa", instance_id="inst-a")
+    o = member(tmp_path, b, topic, group, "so", instance_id="inst-o")
+    a2 = None
+    try:
+        wait_for(lambda: len(a.assignment()) == 2 and len(o.assignment()) == 2, 40, "2 partitions each")
+        before = a.assignment()
+        other_events = len(o.events())
+        a.stop()
+        a2 = member(tmp_path, b, topic, group, "sa2", instance_id="inst-a")
+        wait_for(lambda: len(a2.assignment()) == 2, 20, "the restarted static member's partitions")
+        assert a2.assignment() == before, "same instance id, same partitions"
+        time.sleep(1)
+        later = o.events()[other_events:]
+        assert not [e for e in later if e["e"] in ("assign", "revoke", "lost")], f"rebalance seen: {later}"
+        sent = produce_values(b, topic, "st", 100)
+        wait_for(lambda: sent <= a2.values() | o.values(), 30, "both keep consuming")
+        a2.stop()
+        o.stop()
+    finally:
+        for m in (a, o, a2):
+            if m is not None and m.proc.poll() is None:
+                m.kill9()
+
+
 def test_kip848_range_assignor_gives_contiguous_ranges(kbroker, topic, tmp_path):
     b = kbroker.bootstrap
     create_topic(b, topic, 4)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Everything behind perf/RESULTS.md in one run on a 2-core machine:
+#   1. the machine's ceilings (baseline.sh: fio, iperf3)
+#   2. the matrix against one shard pinned to CPU 0, the generator pinned to CPU 1, with the
+#      broker's peak RSS per row, and a flamegraph during 1 KiB acks=all produce
+#   3. the matrix against two shards (both CPUs, generator unpinned)
+# Run it on a quiet machine (no fuzzers, no builds): the figures are only as good as that.
+#   perf/run-report.sh OUTDIR        (e.g. perf/results/2026-11-30)
+# Env: DURATION (default 8) seconds per row, TIDEWATER (broker binary), DATA (scratch dir).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$here/.."
+[ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+out="$1"; mkdir -p "$out"
+broker_bin="${TIDEWATER:-$root/target/release/tidewater}"
+bench="$root/target/release/tidewater-bench"
+[ -x "$broker_bin" ] && [ -x "$bench" ] || { echo "cargo build --release first" >&2; exit 1; }
+export DURATION="${DURATION:-8}"
+data="${DATA:-$(mktemp -d /tmp/tidewater-report-XXXX)}"
+port=19592
+pid=""
+stop_broker() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
+trap stop_broker EXIT
+start_broker() { # cpus cores
+  rm -rf "$data/broker"; mkdir -p "$data/broker"
+  taskset -c "$1" "$broker_bin" serve --data-dir "$data/broker/data" --listen "127.0.0.1:$port" \
+    --cores "$2" > "$data/broker/broker.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "broker did not start: $(tail -5 "$data/broker/broker.log")" >&2; exit 1
+}
+
+echo "=== 1. ceilings" >&2
+"$here/baseline.sh" "$data" > "$out/baseline.json"
+
+echo "=== 2. one shard on CPU 0, generator on CPU 1" >&2
+start_broker 0 1
+BENCH_CPU=1 BROKER_PID=$pid "$here/run-matrix.sh" "127.0.0.1:$port" "$out/matrix-1shard"
+# flamegraph of the 1 KiB acks=all produce path
+taskset -c 1 "$bench" produce --bootstrap "127.0.0.1:$port" --topic flame --partitions 1 \
+  --message-size 1024 --acks all --duration 20 --warmup 2 --quiet > /dev/null 2>&1 &
+gen=$!
+sleep 4
+FLAMEGRAPH_FALLBACK="${FLAMEGRAPH_FALLBACK:-1}" "$here/flamegraph.sh" "$pid" 12 "$out/flame-produce-1k-acksall.svg" > "$out/flame-top.txt" 2>&1 || true
+wait "$gen" || true
+stop_broker
+
+echo "=== 3. two shards, both CPUs" >&2
+start_broker 0-1 2
+BROKER_PID=$pid "$here/run-matrix.sh" "127.0.0.1:$port" "$out/matrix-2shard"
+stop_broker
+rm -rf "$data"
+echo "results in $out (baseline.json, matrix-1shard/, matrix-2shard/, flame-*)" >&2
