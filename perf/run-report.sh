@@ -6,7 +6,8 @@
 #   3. the matrix against two shards (both CPUs, generator unpinned)
 # Run it on a quiet machine (no fuzzers, no builds): the figures are only as good as that.
 #   perf/run-report.sh OUTDIR        (e.g. perf/results/2026-11-30)
-# Env: DURATION (default 8) seconds per row, TIDEWATER (broker binary), DATA (scratch dir).
+# Env: DURATION (default 8) seconds per row, E2E_LINGER (default 0 ms), TIDEWATER (broker binary),
+#      DATA (scratch dir).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.."
@@ -16,6 +17,8 @@ broker_bin="${TIDEWATER:-$root/target/release/tidewater}"
 bench="$root/target/release/tidewater-bench"
 [ -x "$broker_bin" ] && [ -x "$bench" ] || { echo "cargo build --release first" >&2; exit 1; }
 export DURATION="${DURATION:-8}"
+# e2e rows without linger: the latency target is about the broker, not a client's batching delay
+export E2E_LINGER="${E2E_LINGER:-0}"
 data="${DATA:-$(mktemp -d /tmp/tidewater-report-XXXX)}"
 port=19592
 pid=""
