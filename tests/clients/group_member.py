@@ -2,7 +2,8 @@
 """One consumer-group member for the group tests (confluent-kafka by default; kafka-python or
 aiokafka with --client), run as its own process so a test can kill -9 it. Processes each batch, then commits it synchronously, and logs JSON lines
 to --out: {"e": "assign"|"revoke", "parts": [...], "t": ...}, {"e": "msg", "p", "o", "v", "t"}
-(logged once the commit covering it succeeded), {"e": "commit_failed", "err"}. Stops and leaves
+(processing: logged before the commit that covers it, so a kill between the two re-delivers
+rather than loses), {"e": "commit_failed", "err"}. Stops and leaves
 the group cleanly when --stop appears."""
 import argparse
 import json
@@ -65,13 +66,12 @@ def main():
         msgs = [m for m in c.consume(200, 0.2) if not m.error()]
         if not msgs:
             continue
+        for m in msgs:
+            log(e="msg", p=m.partition(), o=m.offset(), v=m.value().decode())
         try:
             c.commit(asynchronous=False)
         except KafkaException as e:
             log(e="commit_failed", err=str(e.args[0]))
-            continue
-        for m in msgs:
-            log(e="msg", p=m.partition(), o=m.offset(), v=m.value().decode())
     c.close()
     log(e="closed")
     return 0
@@ -104,13 +104,12 @@ def run_kafka_python(a, log):
         msgs = [m for ms in c.poll(timeout_ms=200, max_records=200).values() for m in ms]
         if not msgs:
             continue
+        for m in msgs:
+            log(e="msg", p=m.partition, o=m.offset, v=m.value.decode())
         try:
             c.commit()
         except CommitFailedError as e:
             log(e="commit_failed", err=str(e))
-            continue
-        for m in msgs:
-            log(e="msg", p=m.partition, o=m.offset, v=m.value.decode())
     c.close()
     log(e="closed")
     return 0
@@ -143,13 +142,12 @@ def run_aiokafka(a, log):
                 msgs = [m for ms in batch.values() for m in ms]
                 if not msgs:
                     continue
+                for m in msgs:
+                    log(e="msg", p=m.partition, o=m.offset, v=m.value.decode())
                 try:
                     await c.commit()
                 except CommitFailedError as e:
                     log(e="commit_failed", err=str(e))
-                    continue
-                for m in msgs:
-                    log(e="msg", p=m.partition, o=m.offset, v=m.value.decode())
         finally:
             await c.stop()
         log(e="closed")

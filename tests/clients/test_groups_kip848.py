@@ -32,7 +32,8 @@ def member(tmp_path, b, topic, group, name, **kw):
 def test_kip848_three_members_split_six_partitions_rebalance_on_leave_and_on_kill(kbroker, topic, tmp_path):
     """The classic scenario with KIP-848 members: leaving is a heartbeat with epoch -1, and the
     killed member is fenced after group.consumer.session.timeout.ms (6 s here)."""
-    three_members_scenario(kbroker.bootstrap, topic, tmp_path, "g848-" + uuid.uuid4().hex[:8], protocol="consumer")
+    three_members_scenario(kbroker.bootstrap, topic, tmp_path, "g848-" + uuid.uuid4().hex[:8], protocol="consumer",
+                           broker_log=kbroker.log)
 
 
 def test_kip848_incremental_rebalance_revokes_only_moved_partitions(kbroker, topic, tmp_path):
