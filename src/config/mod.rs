@@ -204,6 +204,13 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "KIP-848 server-side assignors members may pick; the first is the default.",
     ),
     (
+        "tidewater.io.ring.depth",
+        "4096",
+        "Entries of each shard's io_uring rings. Also sizes the kernel's cancel hash table \
+         (256 buckets from 4096 up): with thousands of connections each holding a pending poll, \
+         glommio's 128 gives 8 buckets and every cancel walks hundreds of polls.",
+    ),
+    (
         "tidewater.spin.before.park.us",
         "0",
         "Microseconds an idle shard spins before sleeping: lower cross-shard latency, more CPU.",
@@ -234,6 +241,7 @@ pub struct Config {
     pub cross_shard_queue_depth: usize,
     pub offsets_topic_num_partitions: i32,
     pub spin_before_park_us: u64,
+    pub io_ring_depth: usize,
     pub group_initial_rebalance_delay_ms: i64,
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
@@ -413,6 +421,7 @@ impl Config {
             cross_shard_queue_depth: get::<usize>(p, "tidewater.cross.shard.queue.depth")?.max(1),
             offsets_topic_num_partitions: get(p, "offsets.topic.num.partitions")?,
             spin_before_park_us: get(p, "tidewater.spin.before.park.us")?,
+            io_ring_depth: get(p, "tidewater.io.ring.depth")?,
             group_initial_rebalance_delay_ms: get(p, "group.initial.rebalance.delay.ms")?,
             group_min_session_timeout_ms: get(p, "group.min.session.timeout.ms")?,
             group_max_session_timeout_ms: get(p, "group.max.session.timeout.ms")?,

@@ -2,11 +2,13 @@
 //! and write responses strictly in request order, as Kafka requires.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use anyhow::bail;
 use bytes::BytesMut;
 use futures::future::{select, Either};
+use futures_lite::AsyncRead;
 use glommio::net::TcpStream;
 use glommio::sync::StaticPermit;
 use glommio::task::JoinHandle;
@@ -110,7 +112,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
             let want = needed
                 .saturating_sub(buf.len())
                 .clamp(READ_CHUNK_BYTES, max_frame + 4);
-            let read = recv_into(&stream, &mut buf, want);
+            let read = recv_into(&mut stream, &mut buf, want);
             let wake = match inflight.front_mut() {
                 Some((task, _)) => match select(Box::pin(read), task).await {
                     Either::Left((n, _)) => Wake::Read(n),
@@ -140,58 +142,71 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
     }
 }
 
-/// Reads into `buf`'s spare capacity with `recv` (no zero-filling), waiting for readability
-/// with a one-byte `peek` when the socket is empty. Cancel-safe: bytes are only taken by the
-/// synchronous `recv`, never by a pending future.
-async fn recv_into(stream: &TcpStream, buf: &mut BytesMut, want: usize) -> std::io::Result<usize> {
-    if buf.capacity() == buf.len() {
-        // No room yet (a new or drained connection): wait until there is something to read
-        // before allocating a read buffer.
-        let mut probe = [0u8; 1];
-        // SAFETY: a one-byte peek into a stack buffer we own.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                probe.as_mut_ptr() as *mut libc::c_void,
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        let ready = n >= 0;
-        if !ready && stream.peek(&mut probe).await? == 0 {
-            return Ok(0);
+/// Reads into `buf`'s spare capacity with `recv` (no zero-filling). When the socket is empty
+/// it waits with glommio's `poll_read` on a one-byte buffer: that readiness poll lives in the
+/// stream, so when this future is dropped (a response won the race, or shutdown) the poll stays
+/// armed for the next call instead of being cancelled and resubmitted. (Each io_uring cancel
+/// walks a hash bucket of every pending poll: with thousands of connections, one cancel per
+/// request was most of the shard's CPU.) Cancel-safe: bytes are only taken synchronously.
+/// Nothing is allocated until bytes arrive.
+async fn recv_into(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    want: usize,
+) -> std::io::Result<usize> {
+    loop {
+        if buf.capacity() > buf.len() {
+            match recv_spare(stream, buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
         }
+        let mut first = [0u8; 1];
+        let n =
+            futures::future::poll_fn(|cx| Pin::new(&mut *stream).poll_read(cx, &mut first)).await?;
         if n == 0 {
             return Ok(0);
         }
-    }
-    buf.reserve(want);
-    loop {
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: recv writes at most `spare.len()` bytes into memory we own; we only mark as
-        // initialised what it reports written.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                spare.as_mut_ptr() as *mut libc::c_void,
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            unsafe { buf.set_len(buf.len() + n as usize) };
-            return Ok(n as usize);
-        }
-        let err = std::io::Error::last_os_error();
-        match err.kind() {
-            std::io::ErrorKind::WouldBlock => {
-                let mut probe = [0u8; 1];
-                stream.peek(&mut probe).await?;
+        buf.reserve(want);
+        buf.extend_from_slice(&first);
+        // Whatever else is there already, without waiting.
+        return match recv_spare(stream, buf) {
+            Ok(more) => Ok(1 + more),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(1)
             }
-            std::io::ErrorKind::Interrupted => {}
-            _ => return Err(err),
-        }
+            // The byte we have is still a valid read; the error shows up on the next call.
+            Err(_) => Ok(1),
+        };
     }
+}
+
+/// One non-blocking `recv` into `buf`'s spare capacity.
+fn recv_spare(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: recv writes at most `spare.len()` bytes into memory we own; we only mark as
+    // initialised what it reports written.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            spare.as_mut_ptr() as *mut libc::c_void,
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
 }
 
 async fn acquire(shard: &Rc<Shard>, units: u64) -> anyhow::Result<StaticPermit> {

@@ -53,11 +53,13 @@ pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
         _ => PoolPlacement::Unbound(n),
     };
     let spin_us = config.spin_before_park_us;
+    let ring_depth = config.io_ring_depth.max(1);
     let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(n, config.cross_shard_queue_depth);
     tracing::info!(shards = n, listen = %config.listen, data_dir = %config.data_dir.display(), "starting tidewater");
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("tidewater-shard")
         .spin_before_park(Duration::from_micros(spin_us))
+        .ring_depth(ring_depth)
         .on_all_shards(move || {
             let config = config.clone();
             let shared = shared.clone();
