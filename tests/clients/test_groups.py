@@ -535,3 +535,61 @@ def test_consumer_lag_is_computable_for_any_group(gbroker, topic):
     # back to DescribeGroups
     desc = admin.describe_consumer_groups([group])[group].result(timeout=20)
     assert str(desc.type).endswith("CLASSIC") and str(desc.state).endswith("EMPTY"), desc
+
+
+def test_group_without_commits_honours_auto_offset_reset(gbroker, topic):
+    """A subscribing group with nothing committed starts where auto.offset.reset says: latest
+    reads only what comes after the assignment, error (Kafka's "none") reports instead of
+    guessing, earliest reads from the start. (Committed offsets win: the resume tests.)"""
+    from confluent_kafka import KafkaError
+    b = gbroker.bootstrap
+    create_topic(b, topic, 1)
+    old = produce_values(b, topic, "old", 20)
+
+    def subscribed(reset, group):
+        """Polls until assigned; returns the consumer and anything polled meanwhile (messages
+        and errors other than partition EOF)."""
+        assigned = []
+        c = consumer(b, **{"group.id": group, "auto.offset.reset": reset, "enable.auto.offset.store": True})
+        c.subscribe([topic], on_assign=lambda _c, ps: assigned.extend(ps))
+        deadline = time.time() + 30
+        while not assigned and time.time() < deadline:
+            m = c.poll(0.2)
+            if m is not None and (not m.error() or m.error().code() != KafkaError._PARTITION_EOF):
+                return c, [m]
+        return c, []
+
+    c, early = subscribed("latest", "lat-" + topic)
+    time.sleep(1)  # the position is resolved to the log end
+    new = produce_values(b, topic, "new", 10)
+    got = [m.value().decode() for m in early if not m.error()]
+    deadline = time.time() + 30
+    while len(got) < 10 and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    assert set(got) == new, "latest: only messages after the assignment"
+
+    c, early = subscribed("error", "none-" + topic)
+    err = next((m.error() for m in early if m.error()), None)
+    read = [m for m in early if not m.error()]
+    deadline = time.time() + 20
+    while err is None and not read and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is not None and m.error() and m.error().code() != KafkaError._PARTITION_EOF:
+            err = m.error()
+        elif m is not None and not m.error():
+            read.append(m)
+    c.close()
+    assert not read and err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET, (err, read)
+
+    c, early = subscribed("earliest", "ear-" + topic)
+    got = [m.value().decode() for m in early if not m.error()]
+    deadline = time.time() + 30
+    while len(got) < 30 and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    assert set(got) == old | new
