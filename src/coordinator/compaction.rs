@@ -13,8 +13,7 @@
 
 use std::rc::Rc;
 
-use super::group::{GroupTable, PendingRecord};
-use super::records::{self, OffsetValue, RecordKey};
+use super::group::{offset_record, Group, GroupTable, PendingRecord};
 use super::{persist, OFFSETS_TOPIC};
 use crate::shard::Shard;
 
@@ -51,44 +50,38 @@ impl Drop for CommitInFlight {
     }
 }
 
+/// Whether a snapshot restates `g`'s metadata: classic groups that have had a generation.
+fn restates_metadata(g: &Group) -> bool {
+    g.consumer.is_none() && (g.generation > 0 || !g.members.is_empty())
+}
+
 impl GroupTable {
+    fn groups_on(&self, partition: i32) -> impl Iterator<Item = &Group> {
+        self.groups
+            .values()
+            .filter(move |g| g.partition == partition)
+    }
+
+    /// How many records a snapshot of `partition` holds (without encoding them).
+    pub fn live_records(&self, partition: i32) -> usize {
+        self.groups_on(partition)
+            .map(|g| usize::from(restates_metadata(g)) + g.offsets.len())
+            .sum()
+    }
+
     /// Records restating the live state of every group on `partition`: committed offsets (with
     /// their original commit timestamps, so expiry is unchanged) and the metadata of classic
     /// groups that have had a generation.
     pub fn snapshot_records(&self, partition: i32) -> Vec<PendingRecord> {
+        let mut groups: Vec<&Group> = self.groups_on(partition).collect();
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
         let mut out = Vec::new();
-        let mut ids: Vec<&String> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.partition == partition)
-            .map(|(id, _)| id)
-            .collect();
-        ids.sort();
-        for id in ids {
-            let g = &self.groups[id];
-            if g.consumer.is_none() && (g.generation > 0 || !g.members.is_empty()) {
-                out.push(PendingRecord {
-                    partition,
-                    key: records::encode_key(&RecordKey::Group { group: id.clone() }),
-                    value: Some(records::encode_group_value(&g.to_value())),
-                });
+        for g in groups {
+            if restates_metadata(g) {
+                out.push(g.metadata_record());
             }
             for ((topic, p), o) in &g.offsets {
-                out.push(PendingRecord {
-                    partition,
-                    key: records::encode_key(&RecordKey::Offset {
-                        group: id.clone(),
-                        topic: topic.clone(),
-                        partition: *p,
-                    }),
-                    value: Some(records::encode_offset_value(&OffsetValue {
-                        offset: o.offset,
-                        leader_epoch: o.leader_epoch,
-                        metadata: o.metadata.clone(),
-                        commit_timestamp: o.commit_timestamp_ms,
-                        expire_timestamp: -1,
-                    })),
-                });
+                out.push(offset_record(partition, &g.id, topic, *p, o));
             }
         }
         out
@@ -116,10 +109,11 @@ pub async fn maybe_compact(
     }
     let before = p.log.log_start_offset().get();
     let in_log = p.log.log_end_offset().get() - before;
-    let recs = shard.coordinator.table.borrow().snapshot_records(partition);
-    if in_log <= min_records.max(0) || in_log <= 2 * recs.len() as i64 {
+    let live = shard.coordinator.table.borrow().live_records(partition) as i64;
+    if in_log <= min_records.max(0) || in_log <= 2 * live {
         return Ok(None);
     }
+    let recs = shard.coordinator.table.borrow().snapshot_records(partition);
     // Staged synchronously from here: the snapshot's first offset is today's log end.
     let start = p.log.log_end_offset().get();
     persist::append(shard, recs, now)

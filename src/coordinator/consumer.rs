@@ -49,6 +49,8 @@ pub struct ConsumerMember {
     pub rebalance_timeout_ms: i32,
     pub subscribed_names: Vec<String>,
     pub subscribed_regex: Option<String>,
+    /// `subscribed_regex` compiled (anchored), once per subscription change.
+    subscribed_re: Option<regex::Regex>,
     pub server_assignor: Option<String>,
     pub member_epoch: i32,
     pub previous_epoch: i32,
@@ -167,9 +169,8 @@ impl ConsumerMember {
     pub fn subscribes_to(&self, topic: &str) -> bool {
         self.subscribed_names.iter().any(|n| n == topic)
             || self
-                .subscribed_regex
-                .as_deref()
-                .and_then(full_match)
+                .subscribed_re
+                .as_ref()
                 .is_some_and(|re| re.is_match(topic))
     }
 
@@ -181,7 +182,7 @@ impl ConsumerMember {
             .filter(|n| topics.contains_key(*n))
             .cloned()
             .collect();
-        if let Some(re) = self.subscribed_regex.as_deref().and_then(full_match) {
+        if let Some(re) = &self.subscribed_re {
             out.extend(topics.keys().filter(|n| re.is_match(n)).cloned());
         }
         out
@@ -255,30 +256,23 @@ impl ConsumerGroup {
         if self.assignment_epoch == self.group_epoch && !self.target.is_empty() {
             return;
         }
-        let subs: Vec<(String, BTreeSet<Uuid>)> = self
+        let by_id: BTreeMap<Uuid, i32> = self.subscribed_metadata.values().copied().collect();
+        let name = self.pick_assignor(assignors);
+        let input: Vec<AssignorMember> = self
             .members
             .values()
-            .map(|m| {
-                let ids = m
+            .map(|m| AssignorMember {
+                id: &m.id,
+                topics: m
                     .subscribed(topics)
                     .iter()
                     .filter_map(|n| topics.get(n).map(|(id, _)| *id))
-                    .collect();
-                (m.id.clone(), ids)
-            })
-            .collect();
-        let by_id: BTreeMap<Uuid, i32> = self.subscribed_metadata.values().copied().collect();
-        let name = self.pick_assignor(assignors);
-        self.assignor = name.clone();
-        let input: Vec<AssignorMember> = subs
-            .iter()
-            .map(|(id, ts)| AssignorMember {
-                id,
-                topics: ts.clone(),
-                previous: self.target.get(id),
+                    .collect(),
+                previous: self.target.get(&m.id),
             })
             .collect();
         let target = assignor::assign(&name, &input, &by_id);
+        self.assignor = name;
         self.target = target.into_iter().map(|(k, v)| (k, normalize(v))).collect();
         self.assignment_epoch = self.group_epoch;
     }
@@ -655,6 +649,8 @@ fn update_member(cg: &mut ConsumerGroup, req: &CgRequest, now: i64) {
         if let Some(re) = &req.subscribed_regex {
             let re = Some(re.clone()).filter(|r| !r.is_empty());
             if re != m.subscribed_regex {
+                // `validate` checked it compiles.
+                m.subscribed_re = re.as_deref().and_then(full_match);
                 m.subscribed_regex = re;
                 changed = true;
             }
@@ -711,9 +707,6 @@ fn join(
             ),
         ));
     }
-    let mut names = req.subscribed_names.clone().unwrap_or_default();
-    names.sort();
-    names.dedup();
     let member = match inherited {
         Some(old) => {
             let epoch = if old.previous_epoch > 0 {
@@ -741,6 +734,7 @@ fn join(
             rebalance_timeout_ms: req.rebalance_timeout_ms,
             subscribed_names: Vec::new(),
             subscribed_regex: None,
+            subscribed_re: None,
             server_assignor: None,
             member_epoch: 0,
             previous_epoch: 0,
@@ -760,8 +754,6 @@ fn join(
     if is_new {
         cg.bump();
     }
-    let mut req = req.clone();
-    req.subscribed_names = Some(names);
-    update_member(cg, &req, now);
+    update_member(cg, req, now);
     None
 }

@@ -357,6 +357,17 @@ impl Group {
         }
     }
 
+    /// The group metadata record of the current state.
+    pub fn metadata_record(&self) -> PendingRecord {
+        PendingRecord {
+            partition: self.partition,
+            key: records::encode_key(&RecordKey::Group {
+                group: self.id.clone(),
+            }),
+            value: Some(records::encode_group_value(&self.to_value())),
+        }
+    }
+
     /// Restores members and generation from a loaded GroupMetadataValue.
     pub fn restore(&mut self, v: GroupValue, now: i64) {
         self.protocol_type = Some(v.protocol_type).filter(|p| !p.is_empty());
@@ -433,13 +444,7 @@ impl GroupTable {
     /// Queues the group's metadata record.
     pub fn store_group(&mut self, group_id: &str) {
         if let Some(g) = self.groups.get(group_id) {
-            let rec = PendingRecord {
-                partition: g.partition,
-                key: records::encode_key(&RecordKey::Group {
-                    group: g.id.clone(),
-                }),
-                value: Some(records::encode_group_value(&g.to_value())),
-            };
+            let rec = g.metadata_record();
             self.outbox.push(rec);
         }
     }
@@ -504,6 +509,32 @@ impl GroupTable {
             .ok_or(ErrorCode::GroupIdNotFound)?;
         g.set_state(GroupState::Dead, 0);
         Ok(tombstones(&g, g.offsets.keys().cloned().collect(), true))
+    }
+}
+
+/// The record of one committed offset of `group` in `__consumer_offsets` partition
+/// `partition` (the entry's commit timestamp is kept, so a restated offset expires as before).
+pub fn offset_record(
+    partition: i32,
+    group: &str,
+    topic: &str,
+    topic_partition: i32,
+    o: &OffsetEntry,
+) -> PendingRecord {
+    PendingRecord {
+        partition,
+        key: records::encode_key(&RecordKey::Offset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition: topic_partition,
+        }),
+        value: Some(records::encode_offset_value(&records::OffsetValue {
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata.clone(),
+            commit_timestamp: o.commit_timestamp_ms,
+            expire_timestamp: -1,
+        })),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Committed offsets: commit validation (generation and member checks), storing after the
 //! append is durable, fetching, OffsetDelete and retention expiry.
 
-use super::group::{tombstones, Group, GroupState, GroupTable, OffsetEntry, PendingRecord};
-use super::records::{self, OffsetValue, RecordKey};
+use super::group::{
+    offset_record, tombstones, Group, GroupState, GroupTable, OffsetEntry, PendingRecord,
+};
+use super::records;
 use crate::protocol::ErrorCode;
 
 /// One partition to commit.
@@ -13,6 +15,18 @@ pub struct CommitEntry {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
+}
+
+impl CommitEntry {
+    /// What the group stores for this commit at `now`.
+    fn entry(&self, now: i64) -> OffsetEntry {
+        OffsetEntry {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata.clone().unwrap_or_default(),
+            commit_timestamp_ms: now,
+        }
+    }
 }
 
 /// (topic, partition, offset, leader epoch, metadata) as OffsetFetch returns it; offset -1
@@ -95,27 +109,19 @@ impl GroupTable {
         let mut recs = Vec::new();
         let mut codes = Vec::new();
         for e in entries {
-            let meta = e.metadata.clone().unwrap_or_default();
-            if meta.len() > self.limits.offset_metadata_max_bytes {
+            let entry = e.entry(now);
+            if entry.metadata.len() > self.limits.offset_metadata_max_bytes {
                 codes.push(ErrorCode::OffsetMetadataTooLarge);
                 continue;
             }
             codes.push(ErrorCode::None);
-            recs.push(PendingRecord {
+            recs.push(offset_record(
                 partition,
-                key: records::encode_key(&RecordKey::Offset {
-                    group: group_id.to_string(),
-                    topic: e.topic.clone(),
-                    partition: e.partition,
-                }),
-                value: Some(records::encode_offset_value(&OffsetValue {
-                    offset: e.offset,
-                    leader_epoch: e.leader_epoch,
-                    metadata: meta,
-                    commit_timestamp: now,
-                    expire_timestamp: -1,
-                })),
-            });
+                group_id,
+                &e.topic,
+                e.partition,
+                &entry,
+            ));
         }
         (recs, codes)
     }
@@ -135,15 +141,8 @@ impl GroupTable {
             .or_insert_with(|| Group::new(group_id, partition, now));
         for (e, c) in entries.iter().zip(codes) {
             if *c == ErrorCode::None {
-                g.offsets.insert(
-                    (e.topic.clone(), e.partition),
-                    OffsetEntry {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.clone().unwrap_or_default(),
-                        commit_timestamp_ms: now,
-                    },
-                );
+                g.offsets
+                    .insert((e.topic.clone(), e.partition), e.entry(now));
             }
         }
     }

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 
 use super::group::{GroupState, GroupTable, PendingRecord, Reply, SyncOutcome};
-use super::records::{self, RecordKey};
 use crate::protocol::ErrorCode;
 
 pub struct SyncRequest {
@@ -95,13 +94,7 @@ impl GroupTable {
                     }
                 }
                 g.set_state(GroupState::Stable, now);
-                let record = PendingRecord {
-                    partition: g.partition,
-                    key: records::encode_key(&RecordKey::Group {
-                        group: g.id.clone(),
-                    }),
-                    value: Some(records::encode_group_value(&g.to_value())),
-                };
+                let record = g.metadata_record();
                 SyncStep::Persist {
                     own: rx,
                     record,

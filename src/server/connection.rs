@@ -50,7 +50,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) -> anyhow::Result<()
     let inflight_max = shard.config.queued_max_requests;
     let budget = shard.config.shard_request_memory_bytes.max(1) as u64;
     // Nothing is allocated until the client sends something: thousands of idle connections
-    // (a flood) cost no buffer memory. `recv_into` waits for readability first.
+    // (a flood) cost no buffer memory (`recv_into` reserves once bytes arrive).
     let mut buf = BytesMut::new();
     let mut inflight: VecDeque<Pending> = VecDeque::new();
     // Memory reserved for the frame being read, so a huge request waits instead of growing RSS.
@@ -171,20 +171,9 @@ async fn recv_into(
         }
         buf.reserve(want);
         buf.extend_from_slice(&first);
-        // Whatever else is there already, without waiting.
-        return match recv_spare(stream, buf) {
-            Ok(more) => Ok(1 + more),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(1)
-            }
-            // The byte we have is still a valid read; the error shows up on the next call.
-            Err(_) => Ok(1),
-        };
+        // Whatever else is there already, without waiting. The byte we have is a valid read
+        // either way; an error other than WouldBlock shows up again on the next call.
+        return Ok(1 + recv_spare(stream, buf).unwrap_or(0));
     }
 }
 

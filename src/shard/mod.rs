@@ -62,7 +62,6 @@ pub struct Shard {
     pub controller_lock: Rc<glommio::sync::Semaphore>,
     /// Shard 0 only: next producer id to hand out.
     pub next_producer_id: Cell<i64>,
-    /// Long waits (parked fetches) that must end when shutdown starts; bounded by the
     /// Resolved at shutdown; every long wait (parked fetch, idle connection) awaits a clone.
     /// Registering and dropping a waiter is O(1), however many connections wait.
     shutdown_signal: futures::future::Shared<futures::channel::oneshot::Receiver<()>>,

@@ -101,3 +101,15 @@ def consume_all(bootstrap, topic, partitions, expect, timeout=30, extra=None, st
         return out
     finally:
         c.close()
+
+
+def uvarint(n):
+    """Kafka's unsigned varint (flexible-version lengths), for hand-built frames."""
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])

@@ -559,15 +559,19 @@ def test_group_without_commits_honours_auto_offset_reset(gbroker, topic):
                 return c, [m]
         return c, []
 
+    def read_values(c, got, n):
+        """Polls values into `got` until it holds `n` (30 s at most)."""
+        deadline = time.time() + 30
+        while len(got) < n and time.time() < deadline:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+        return got
+
     c, early = subscribed("latest", "lat-" + topic)
     time.sleep(1)  # the position is resolved to the log end
     new = produce_values(b, topic, "new", 10)
-    got = [m.value().decode() for m in early if not m.error()]
-    deadline = time.time() + 30
-    while len(got) < 10 and time.time() < deadline:
-        m = c.poll(0.2)
-        if m is not None and not m.error():
-            got.append(m.value().decode())
+    got = read_values(c, [m.value().decode() for m in early if not m.error()], 10)
     c.close()
     assert set(got) == new, "latest: only messages after the assignment"
 
@@ -585,11 +589,6 @@ def test_group_without_commits_honours_auto_offset_reset(gbroker, topic):
     assert not read and err is not None and err.code() == KafkaError._AUTO_OFFSET_RESET, (err, read)
 
     c, early = subscribed("earliest", "ear-" + topic)
-    got = [m.value().decode() for m in early if not m.error()]
-    deadline = time.time() + 30
-    while len(got) < 30 and time.time() < deadline:
-        m = c.poll(0.2)
-        if m is not None and not m.error():
-            got.append(m.value().decode())
+    got = read_values(c, [m.value().decode() for m in early if not m.error()], 30)
     c.close()
     assert set(got) == old | new

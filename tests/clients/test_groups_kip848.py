@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from helpers import consumer, create_topic
+from helpers import consumer, create_topic, uvarint
 from test_groups import Member, produce_values, three_members_scenario, wait_for
 
 pytestmark = [pytest.mark.timeout(150)]
@@ -155,17 +155,6 @@ def test_kip848_commits_resume_listing_and_broker_restart(kbroker, topic, tmp_pa
 
 # ---------------------------------------------------------------------------------------------
 # bad input, raw frames
-
-def uvarint(n):
-    out = b""
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
-
 
 def cstr(s):
     if s is None:

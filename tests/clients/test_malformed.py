@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 
 from conftest import recv_exact
-from helpers import consume_all, consumer, create_topic
+from helpers import consume_all, consumer, create_topic, uvarint
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,17 +164,6 @@ def test_api_versions_v99_gets_kip511_v0_answer_and_connection_stays_usable(brok
         assert (corr, err) == (43, 0) and apis2 == apis
     finally:
         s.close()
-
-
-def uvarint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
 
 
 def test_api_versions_v3_flexible_request(broker):
