@@ -7,15 +7,17 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::StreamExt;
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use tidewater::shard::mesh::full_mesh;
 
 type Msg = Box<dyn FnOnce() -> u64 + Send>;
 
 /// Runs `iters` round trips from shard 0 to shard 1 and returns the elapsed time.
 fn round_trips(iters: u64, spin: std::time::Duration) -> std::time::Duration {
-    let mesh: MeshBuilder<(Msg, futures::channel::oneshot::Sender<u64>), _> =
-        MeshBuilder::full(2, 1024);
+    let (ends_tx, ends_rx) = crossbeam_channel::bounded(2);
+    for ends in full_mesh::<(Msg, futures::channel::oneshot::Sender<u64>)>(2, 1024) {
+        ends_tx.send(ends).expect("queue has room");
+    }
     let elapsed_ns = Arc::new(AtomicU64::new(0));
     let out = elapsed_ns.clone();
     let placement = if std::thread::available_parallelism()
@@ -30,11 +32,11 @@ fn round_trips(iters: u64, spin: std::time::Duration) -> std::time::Duration {
     LocalExecutorPoolBuilder::new(placement)
         .spin_before_park(spin)
         .on_all_shards(move || {
-            let mesh = mesh.clone();
+            let ends = ends_rx.try_recv().expect("one set of ends per shard");
             let out = out.clone();
             async move {
-                let (tx, mut rx) = mesh.join().await.expect("join");
-                if tx.peer_id() == 0 {
+                let (tx, rx) = ends.connect().await;
+                if tx.id() == 0 {
                     let start = Instant::now();
                     for i in 0..iters {
                         let (otx, orx) = futures::channel::oneshot::channel();
@@ -47,7 +49,7 @@ fn round_trips(iters: u64, spin: std::time::Duration) -> std::time::Duration {
                     out.store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
                     tx.close();
                 } else {
-                    for (_, mut stream) in rx.streams() {
+                    for (_, mut stream) in rx {
                         while let Some((f, reply)) = stream.next().await {
                             let _ = reply.send(f());
                         }

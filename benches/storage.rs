@@ -77,14 +77,17 @@ fn appends(dir: &Path, size: usize, iters: u64, concurrency: usize, durable: boo
         let b = batch(size);
         let h = validate_batches(&b, 64 << 20).expect("valid");
         let start = Instant::now();
-        let mut pending = Vec::with_capacity(concurrency);
+        // A sliding window, as a producer with `concurrency` requests in flight: the next
+        // append goes in as soon as the oldest is durable, so flush rounds never run dry.
+        let mut pending: std::collections::VecDeque<tidewater::storage::Appended> =
+            std::collections::VecDeque::with_capacity(concurrency);
         for _ in 0..iters {
-            pending.push(log.append(b.clone(), &h, 0).expect("append"));
             if pending.len() == concurrency {
-                for a in pending.drain(..) {
+                if let Some(a) = pending.pop_front() {
                     a.durable().await.expect("durable");
                 }
             }
+            pending.push_back(log.append(b.clone(), &h, 0).expect("append"));
         }
         for a in pending.drain(..) {
             a.durable().await.expect("durable");

@@ -71,6 +71,11 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Connections from one IP address; further accepts from it are closed at once.",
     ),
     (
+        "max.connection.creation.rate",
+        "2147483647",
+        "New connections accepted per second by the broker; beyond it accepts wait (KIP-612).",
+    ),
+    (
         "max.connections.per.ip.overrides",
         "",
         "Per-IP exceptions to max.connections.per.ip: `ip:count,ip:count`.",
@@ -232,6 +237,8 @@ pub struct Config {
     pub queued_max_requests: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: u32,
+    /// `max.connection.creation.rate`: accepts per second, broker-wide.
+    pub max_connection_creation_rate: u32,
     /// `max.connections.per.ip.overrides`, parsed.
     pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, u32)>,
     pub log: LogConfig,
@@ -409,6 +416,7 @@ impl Config {
             queued_max_requests: get::<usize>(p, "queued.max.requests")?.max(1),
             max_connections: get(p, "max.connections")?,
             max_connections_per_ip: get(p, "max.connections.per.ip")?,
+            max_connection_creation_rate: get::<u32>(p, "max.connection.creation.rate")?.max(1),
             max_connections_per_ip_overrides: parse_ip_overrides(
                 p.get("max.connections.per.ip.overrides")
                     .map(String::as_str)

@@ -1,6 +1,7 @@
 //! The Kafka listener: accept loop, per-connection request pipeline, dispatch to one handler
 //! file per API (`handlers/`), and the topic lifecycle (`topics`).
 
+pub mod accept_rate;
 pub mod connection;
 pub mod dispatch;
 pub mod handlers;
@@ -25,7 +26,16 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, serve_tq: Task
         .div_ceil(shard.nr_shards)
         .max(1);
     let per_ip = shard.config.limits_connections_per_ip();
+    let mut creation_rate = accept_rate::CreationRate::new(
+        shard.config.max_connection_creation_rate,
+        shard.nr_shards,
+        std::time::Instant::now(),
+    );
     loop {
+        // max.connection.creation.rate: wait for a token before taking the next connection.
+        while let Err(wait) = creation_rate.admit(std::time::Instant::now()) {
+            glommio::timer::sleep(wait).await;
+        }
         match listener.accept().await {
             Ok(stream) => {
                 if shard.connections.get() >= per_shard_max {

@@ -3,6 +3,7 @@
 //! there with `invoke_on(shard_for(topic, partition), ..)` and the answer comes back over a
 //! oneshot to the caller's shard.
 
+pub mod mesh;
 pub mod runtime;
 
 use std::cell::{Cell, RefCell};
@@ -13,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
-use glommio::channels::channel_mesh::Senders;
 
 use crate::config::Config;
 use crate::controller::Catalog;
@@ -51,7 +51,7 @@ pub struct Shard {
     pub nr_shards: usize,
     pub config: Arc<Config>,
     pub shared: Arc<Shared>,
-    senders: Senders<ShardMsg>,
+    senders: mesh::MeshSenders<ShardMsg>,
     catalog: RefCell<Arc<Catalog>>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
     pub storage: StorageEnv,
@@ -78,11 +78,11 @@ impl Shard {
         id: usize,
         config: Arc<Config>,
         shared: Arc<Shared>,
-        senders: Senders<ShardMsg>,
+        senders: mesh::MeshSenders<ShardMsg>,
         catalog: Arc<Catalog>,
         storage: StorageEnv,
     ) -> Shard {
-        let nr_shards = senders.nr_consumers();
+        let nr_shards = senders.nr_shards();
         let mem = config.shard_request_memory_bytes as u64;
         let (shutdown_trigger, rx) = futures::channel::oneshot::channel();
         let shutdown_signal = futures::FutureExt::shared(rx);

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
-use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, Latency, LocalExecutorPoolBuilder, PoolPlacement, Shares};
 
 use super::{Shard, ShardMsg, Shared};
@@ -54,7 +53,13 @@ pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
     };
     let spin_us = config.spin_before_park_us;
     let ring_depth = config.io_ring_depth.max(1);
-    let mesh: MeshBuilder<ShardMsg, _> = MeshBuilder::full(n, config.cross_shard_queue_depth);
+    // Each shard thread takes one shard's channel ends (see `mesh` for why not MeshBuilder).
+    let (ends_tx, ends_rx) = crossbeam_channel::bounded(n);
+    for ends in super::mesh::full_mesh::<ShardMsg>(n, config.cross_shard_queue_depth) {
+        ends_tx
+            .send(ends)
+            .map_err(|_| anyhow::anyhow!("handing out mesh ends"))?;
+    }
     tracing::info!(shards = n, listen = %config.listen, data_dir = %config.data_dir.display(), "starting tidewater");
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("tidewater-shard")
@@ -64,9 +69,13 @@ pub fn run(config: Config, shared: Arc<Shared>) -> anyhow::Result<()> {
             let config = config.clone();
             let shared = shared.clone();
             let catalog = catalog.clone();
-            let mesh = mesh.clone();
+            let ends = ends_rx.try_recv();
             async move {
-                let res = shard_main(config, shared.clone(), catalog, mesh).await;
+                let res = match ends {
+                    Ok(ends) => shard_main(config, shared.clone(), catalog, ends).await,
+                    // The pool starts exactly n threads for n ends: a broken invariant.
+                    Err(_) => Err(anyhow::anyhow!("no mesh ends left for this shard")),
+                };
                 if let Err(e) = &res {
                     // One shard down means partitions nobody serves: stop the whole broker.
                     tracing::error!("shard failed: {e:#}");
@@ -94,13 +103,10 @@ async fn shard_main(
     config: Arc<Config>,
     shared: Arc<Shared>,
     catalog: Arc<Catalog>,
-    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    ends: super::mesh::MeshEnds<ShardMsg>,
 ) -> anyhow::Result<()> {
-    let (senders, mut receivers) = mesh
-        .join()
-        .await
-        .map_err(|_| anyhow::anyhow!("mesh join failed"))?;
-    let id = senders.peer_id();
+    let (senders, receivers) = ends.connect().await;
+    let id = senders.id();
     let storage = StorageEnv::dma(&config.data_dir, config.shard_cache_bytes)
         .await
         .map_err(|e| anyhow::anyhow!("shard {id}: storage: {e}"))?;
@@ -116,7 +122,7 @@ async fn shard_main(
     crate::server::topics::open_owned_partitions(&shard).await?;
     // Drain cross-shard queues: each message runs its synchronous part in arrival order.
     let tasks = Rc::new(glommio::sync::Semaphore::new(CROSS_SHARD_TASKS_MAX));
-    for (_peer, stream) in receivers.streams() {
+    for (_peer, stream) in receivers {
         let shard = shard.clone();
         let tasks = tasks.clone();
         glommio::spawn_local(async move {

@@ -198,3 +198,69 @@ def test_max_connections_per_ip(tmp_path):
         assert b.alive()
     finally:
         b.kill9()
+
+
+@pytest.mark.timeout(120)
+def test_max_connection_creation_rate(tmp_path):
+    """max.connection.creation.rate paces accepts (KIP-612): a storm of new connections is taken
+    at the configured rate, each is served once accepted, and an already-open connection keeps
+    its latency meanwhile."""
+    b = Broker(cores=2, workdir=str(tmp_path / "broker"),
+               extra=["--set", "max.connection.creation.rate=20"])
+    b.start()
+    try:
+        def api_versions(s):
+            body = struct.pack(">hhih", 18, 0, 7, -1)
+            s.sendall(struct.pack(">i", len(body)) + body)
+
+        def read_exact(s, n):
+            data = b""
+            while len(data) < n:
+                chunk = s.recv(n - len(data))
+                if not chunk:
+                    return None
+                data += chunk
+            return data
+
+        def answered(s):
+            size = read_exact(s, 4)
+            frame = size and read_exact(s, struct.unpack(">i", size)[0])
+            return bool(frame) and struct.unpack(">i", frame[:4])[0] == 7
+
+        time.sleep(2.5)  # the buckets are full after start (one second's worth each)
+        old = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+        api_versions(old)
+        assert answered(old)
+        time.sleep(1.5)  # refill what the connection above took
+        t0 = time.time()
+        storm = [socket.create_connection(("127.0.0.1", b.port), timeout=10) for _ in range(60)]
+        for s in storm:
+            api_versions(s)
+        # The open connection is not paced: it answers at once while the storm waits.
+        t = time.time()
+        api_versions(old)
+        assert answered(old) and time.time() - t < 0.5
+        for s in storm:
+            assert answered(s), "a paced connection is served once accepted"
+        took = time.time() - t0
+        # 20/s over 2 shards with a 1 s burst each: the fuller shard has >= 30 of the 60,
+        # 10 at once and the rest at 10/s: at least 2 s (unpaced it takes milliseconds).
+        assert 1.5 <= took <= 15, took
+        for s in storm + [old]:
+            s.close()
+        # Real clients connect through the paced listener.
+        create_topic(b.bootstrap, "paced", 1)
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
+        p.produce("paced", b"v")
+        assert p.flush(15) == 0
+        from kafka import KafkaConsumer
+        c = KafkaConsumer(bootstrap_servers=b.bootstrap, consumer_timeout_ms=5000)
+        assert "paced" in c.topics()
+        c.close()
+        out = subprocess.run(["kcat", "-b", b.bootstrap, "-L", "-t", "paced"], capture_output=True,
+                             text=True, timeout=20)
+        assert out.returncode == 0 and 'topic "paced"' in out.stdout, out.stdout + out.stderr
+        assert b.alive()
+    finally:
+        b.kill9()
