@@ -350,6 +350,12 @@ fn crash_trial(seed: u64) {
         },
         // Interval flushing acknowledges at staging: only explicit flushes make bytes safe.
         flush_messages: interval.then(|| rng.gen_range(1..10)),
+        // Often small enough that rounds take part of the queue (and stop at a segment).
+        flush_round_bytes_max: if rng.gen_bool(0.5) {
+            rng.gen_range(1..6_000)
+        } else {
+            8 << 20
+        },
         ..LogConfig::default()
     };
     let sync_fault = rng.gen_bool(0.1);

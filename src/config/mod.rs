@@ -112,6 +112,11 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Flush every N ms instead of before every ack (empty: durable before ack).",
     ),
     (
+        "tidewater.log.flush.round.bytes",
+        "67108864",
+        "Bytes one group-commit round writes before its fdatasync; the rest goes in the next.",
+    ),
+    (
         "log.retention.check.interval.ms",
         "300000",
         "How often retention runs.",
@@ -401,6 +406,7 @@ impl Config {
             flush_messages: opt_u64(p, "log.flush.interval.messages")?,
             flush_ms: opt_u64(p, "log.flush.interval.ms")?,
             max_message_bytes: message_max_bytes,
+            flush_round_bytes_max: get::<u64>(p, "tidewater.log.flush.round.bytes")?.max(1),
         };
         Ok(Config {
             data_dir: PathBuf::from(get::<String>(p, "log.dirs")?),

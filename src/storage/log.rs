@@ -24,7 +24,7 @@ use super::{LogConfig, StorageError};
 /// Largest write handed to the disk at once; bigger flushes are split.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// Page writes in flight per flush.
-const WRITES_IN_FLIGHT_MAX: usize = 4;
+const WRITES_IN_FLIGHT_MAX: usize = 8;
 /// Segments grow their on-disk reservation in steps of this size.
 const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
 /// A batch longer than this found during recovery is garbage (frames are far smaller).
@@ -255,7 +255,8 @@ impl PartitionLog {
             let position = seg.size;
             seg.note_batch(&assigned, position, self.config.index_interval_bytes);
             seg.size += h.size_bytes as u64;
-            seg.unflushed.push(bytes.clone());
+            seg.unflushed
+                .push((bytes.clone(), assigned.last_offset() + 1));
             st.cache.push_back((offset, assigned.last_offset(), bytes));
             st.cache_bytes += h.size_bytes;
             at += h.size_bytes;

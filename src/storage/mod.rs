@@ -71,6 +71,10 @@ pub struct LogConfig {
     pub flush_ms: Option<u64>,
     /// `max.message.bytes`: largest batch accepted.
     pub max_message_bytes: usize,
+    /// Bytes one group-commit round takes (at least one batch); the rest waits for the next
+    /// round. Bounded rounds keep the disk writing round k+1 while round k syncs, and
+    /// acknowledge appends slice by slice instead of after one long write of the whole queue.
+    pub flush_round_bytes_max: u64,
 }
 
 impl Default for LogConfig {
@@ -84,6 +88,7 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             max_message_bytes: 1_048_588,
+            flush_round_bytes_max: 64 << 20,
         }
     }
 }

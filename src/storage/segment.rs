@@ -46,8 +46,8 @@ pub struct Segment {
     pub allocated: u64,
     /// The bytes of the last, partial page on disk: rewritten (with what follows) at the next flush.
     pub tail_page: Vec<u8>,
-    /// Stored batches not yet written, in order.
-    pub unflushed: Vec<Bytes>,
+    /// Stored batches not yet written, in order, each with the offset after it.
+    pub unflushed: Vec<(Bytes, i64)>,
     /// Offset after the last batch in this segment.
     pub next_offset: i64,
     pub index: Vec<(u32, u32)>,

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 
 use super::{
     durable_policy, PartitionLog, Round, PREALLOCATE_STEP_BYTES, WRITES_IN_FLIGHT_MAX,
@@ -93,14 +93,43 @@ impl PartitionLog {
         }
         let (jobs, target) = {
             let mut st = self.st.borrow_mut();
-            let target = st.log_end;
+            let mut budget = self.config.flush_round_bytes_max.max(1);
+            // The end offset of the last batch taken, and whether anything was left behind.
+            let mut last_end = None;
+            let mut left_behind = false;
             let mut jobs = Vec::new();
             for seg in st.segments.iter_mut() {
                 if seg.unflushed.is_empty() && (seg.finalized || !seg.sealed) {
                     continue;
                 }
-                let parts = std::mem::take(&mut seg.unflushed);
-                let taken: u64 = parts.iter().map(|b| b.len() as u64).sum();
+                if budget == 0 {
+                    // Later segments wait: a round covers a contiguous prefix of the log.
+                    left_behind = true;
+                    break;
+                }
+                // Whole batches up to the budget, and at least one.
+                let mut count = 0;
+                let mut taken = 0u64;
+                for (b, _) in &seg.unflushed {
+                    if count > 0 && taken + b.len() as u64 > budget {
+                        break;
+                    }
+                    taken += b.len() as u64;
+                    count += 1;
+                }
+                budget = budget.saturating_sub(taken);
+                let rest = seg.unflushed.split_off(count);
+                let parts: Vec<Bytes> = std::mem::replace(&mut seg.unflushed, rest)
+                    .into_iter()
+                    .map(|(b, end)| {
+                        last_end = Some(end);
+                        b
+                    })
+                    .collect();
+                if !seg.unflushed.is_empty() {
+                    left_behind = true;
+                    budget = 0;
+                }
                 jobs.push(Job {
                     base: seg.base_offset,
                     start: align_down(seg.flushed_size),
@@ -111,12 +140,21 @@ impl PartitionLog {
                     finalize: seg.sealed,
                 });
             }
+            let target = match (left_behind, last_end) {
+                (true, Some(end)) => end,
+                _ => st.log_end,
+            };
+            debug_assert!(
+                target <= st.log_end,
+                "a round never covers unassigned offsets"
+            );
             st.unflushed_messages = 0;
             (jobs, target)
         };
         if jobs.is_empty() {
             return None;
         }
+
         let mut round = Round {
             target,
             files: Vec::new(),
@@ -283,12 +321,14 @@ impl PartitionLog {
         if cur_len > 0 {
             chunks.push((pos, cur));
         }
-        for window in chunks.chunks(WRITES_IN_FLIGHT_MAX) {
-            let writes = window.iter().map(|(p, c)| file.write_pages(*p, c));
-            for r in futures::future::join_all(writes).await {
-                r?;
-            }
+        // A sliding window: the next chunk is copied and submitted as soon as any write in
+        // flight completes, so the disk queue never drains between groups of writes.
+        let mut writes = futures::stream::iter(chunks.iter().map(|(p, c)| file.write_pages(*p, c)))
+            .buffer_unordered(WRITES_IN_FLIGHT_MAX);
+        while let Some(r) = writes.next().await {
+            r?;
         }
+        drop(writes);
         Ok(file)
     }
 
