@@ -12,6 +12,9 @@
 #        BENCH_CPU  CPU list to pin the generator to with taskset (e.g. 1 or 2-3)
 #        DURATION   measured seconds per row (default 10); WARMUP (default 2)
 #        PRODUCERS  producer connections (default 1); BENCH_ARGS extra generator options
+#        CONSUMERS  consumer connections of the consume and e2e rows (default 4: a consumer
+#                   keeps one fetch in flight per connection, as Kafka clients do, so one
+#                   connection measures round trips rather than the broker)
 #        E2E_RATE   fixed e2e rate (msgs/s) instead of 50% of the measured max
 #        E2E_LINGER linger (ms) of the open-loop e2e producers (default 5, Kafka's default)
 #        TOPIC_PREFIX topic name prefix (default: m<random>, fresh topics per run)
@@ -24,6 +27,7 @@ bootstrap="$1"; out="$2"; mkdir -p "$out"
 bench="${BENCH:-$here/../target/release/tidewater-bench}"
 [ -x "$bench" ] || { echo "no tidewater-bench at $bench (cargo build --release, or set BENCH)" >&2; exit 1; }
 dur="${DURATION:-10}"; warm="${WARMUP:-2}"; cpu="${BENCH_CPU:-}"; producers="${PRODUCERS:-1}"
+consumers="${CONSUMERS:-4}"
 prefix="${TOPIC_PREFIX:-m$RANDOM$RANDOM}"
 pin=(); [ -n "$cpu" ] && pin=(taskset -c "$cpu")
 read -r -a extra <<< "${BENCH_ARGS:-}"
@@ -67,14 +71,16 @@ for size in 100 1024; do
   done
 done
 for size in 100 1024; do
-  run "consume-${size}B-16p" consume --topic "$prefix-$size-16" --to-end --warmup 0 --duration "$((dur * 3))"
+  run "consume-${size}B-16p" consume --topic "$prefix-$size-16" --to-end --warmup 0 --duration "$((dur * 3))" \
+    --consumers "$consumers"
 done
 for size in 100 1024; do
   max=$(rate_of "$out/produce-acksall-${size}B-16p.json")
   rate="${E2E_RATE:-$((max / 2))}"
   if [ "$rate" -gt 0 ]; then
     run "e2e-acksall-${size}B-16p-half" e2e --topic "$prefix-e2e-$size" --partitions 16 --message-size "$size" \
-      --acks all --rate "$rate" --linger-ms "${E2E_LINGER:-5}" --producers "$producers" --duration "$dur" --warmup "$warm"
+      --acks all --rate "$rate" --linger-ms "${E2E_LINGER:-5}" --producers "$producers" --consumers "$consumers" \
+      --duration "$dur" --warmup "$warm"
   fi
 done
 

@@ -669,23 +669,33 @@ impl Fetcher {
                         if base + last_delta < from {
                             continue;
                         }
-                        let set = RecordBatchDecoder::decode(&mut batch.clone())
-                            .with_context(|| format!("decoding a batch at offset {base}"))?;
-                        for r in &set.records {
-                            if r.offset < from || r.control {
-                                continue;
+                        let mut seen = |offset: i64, value: Option<&[u8]>| {
+                            if offset < from {
+                                return;
                             }
-                            let v = r.value.as_deref().unwrap_or(&[]);
+                            let v = value.unwrap_or(&[]);
                             msgs += 1;
                             bytes += v.len() as u64;
                             if e2e && v.len() >= STAMP {
-                                let sent = u64::from_be_bytes(v[..STAMP].try_into()?);
+                                let mut stamp = [0u8; STAMP];
+                                stamp.copy_from_slice(&v[..STAMP]);
+                                let sent = u64::from_be_bytes(stamp);
                                 let due = st.start
                                     + Duration::from_nanos(sent.saturating_sub(plan.wall0));
                                 if sent >= plan.wall0 && st.in_window(due) {
                                     hist.record(wall.saturating_sub(sent) / 1000, 1);
                                 }
                             }
+                        };
+                        // Uncompressed batches are walked in place; compressed ones decoded.
+                        if proto::is_compressed(&batch) {
+                            let set = RecordBatchDecoder::decode(&mut batch.clone())
+                                .with_context(|| format!("decoding a batch at offset {base}"))?;
+                            for r in set.records.iter().filter(|r| !r.control) {
+                                seen(r.offset, r.value.as_deref());
+                            }
+                        } else if proto::for_each_value(&batch, &mut seen).is_none() {
+                            bail!("malformed record batch at offset {base}");
                         }
                     }
                     self.offsets[slot].1 = next;
