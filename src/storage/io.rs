@@ -7,11 +7,15 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use glommio::io::{DmaFile, OpenOptions};
 
 /// O_DIRECT alignment for offsets and lengths of data-file writes.
 pub const ALIGN: u64 = 4096;
+/// Reads larger than this are split into pieces of this size...
+const READ_PIECE_BYTES: usize = 1 << 20;
+/// ...with at most this many in flight.
+const READS_IN_FLIGHT_MAX: usize = 8;
 
 pub fn align_down(v: u64) -> u64 {
     v & !(ALIGN - 1)
@@ -96,8 +100,28 @@ impl SegmentFile for DmaSegment {
 
     fn read(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<Bytes>> {
         async move {
-            let r = self.file.read_at(pos, len).await.map_err(to_io)?;
-            Ok(Bytes::copy_from_slice(&r))
+            if len <= READ_PIECE_BYTES {
+                let r = self.file.read_at(pos, len).await.map_err(to_io)?;
+                return Ok(Bytes::copy_from_slice(&r));
+            }
+            // A large read (recovery scans, cold fetches) goes out as pieces with several in
+            // flight, as the disk's read ceiling is measured; they are copied in order into one
+            // buffer (the copy out of DMA memory happens anyway). A short piece is end of file.
+            let pieces = (0..len.div_ceil(READ_PIECE_BYTES)).map(|i| {
+                let at = pos + (i * READ_PIECE_BYTES) as u64;
+                let want = READ_PIECE_BYTES.min(len - i * READ_PIECE_BYTES);
+                async move { (want, self.file.read_at(at, want).await) }
+            });
+            let mut reads = futures::stream::iter(pieces).buffered(READS_IN_FLIGHT_MAX);
+            let mut out = bytes::BytesMut::with_capacity(len);
+            while let Some((want, r)) = reads.next().await {
+                let r = r.map_err(to_io)?;
+                out.extend_from_slice(&r);
+                if r.len() < want {
+                    break;
+                }
+            }
+            Ok(out.freeze())
         }
         .boxed_local()
     }
