@@ -8,7 +8,6 @@
 //! chunk` abort). Here nothing is shared between threads but the channels themselves, which are
 //! built for it.
 
-use futures::future::join_all;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
@@ -48,41 +47,32 @@ impl<T: Send + 'static> MeshEnds<T> {
     /// Connects every end on the calling shard's executor. Each connect waits for the other
     /// side's, so all of them are spawned before any is awaited (shards connect in any order).
     pub async fn connect(self) -> (MeshSenders<T>, Vec<(usize, ConnectedReceiver<T>)>) {
-        let senders = self
+        let senders: Vec<_> = self
             .senders
             .into_iter()
-            .map(|s| s.map(|s| glommio::spawn_local(async move { s.connect().await }).detach()));
-        let senders: Vec<_> = senders.collect();
+            .map(|s| s.map(|s| glommio::spawn_local(s.connect()).detach()))
+            .collect();
         let receivers: Vec<_> = self
             .receivers
             .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                r.map(|r| {
-                    (
-                        i,
-                        glommio::spawn_local(async move { r.connect().await }).detach(),
-                    )
-                })
-            })
+            .map(|r| r.map(|r| glommio::spawn_local(r.connect()).detach()))
             .collect();
+        // A detached task only yields None if its executor is gone: we are on it.
         let mut connected = Vec::with_capacity(senders.len());
         for s in senders {
             connected.push(match s {
-                // A detached task only yields None if its executor is gone: we are on it.
                 Some(task) => task.await,
                 None => None,
             });
         }
-        let streams = join_all(
-            receivers
-                .into_iter()
-                .map(|(i, t)| async move { (i, t.await) }),
-        )
-        .await
-        .into_iter()
-        .filter_map(|(i, r)| r.map(|r| (i, r)))
-        .collect();
+        let mut streams = Vec::with_capacity(receivers.len());
+        for (from, task) in receivers.into_iter().enumerate() {
+            if let Some(task) = task {
+                if let Some(r) = task.await {
+                    streams.push((from, r));
+                }
+            }
+        }
         (
             MeshSenders {
                 id: self.id,

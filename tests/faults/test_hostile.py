@@ -210,22 +210,11 @@ def test_max_connection_creation_rate(tmp_path):
     b.start()
     try:
         def api_versions(s):
-            body = struct.pack(">hhih", 18, 0, 7, -1)
-            s.sendall(struct.pack(">i", len(body)) + body)
-
-        def read_exact(s, n):
-            data = b""
-            while len(data) < n:
-                chunk = s.recv(n - len(data))
-                if not chunk:
-                    return None
-                data += chunk
-            return data
+            s.sendall(hostile.api_versions_v0(7))
 
         def answered(s):
-            size = read_exact(s, 4)
-            frame = size and read_exact(s, struct.unpack(">i", size)[0])
-            return bool(frame) and struct.unpack(">i", frame[:4])[0] == 7
+            r = hostile.outcome(s, wait=15)
+            return r["result"] == "response" and r["corr"] == 7
 
         time.sleep(2.5)  # the buckets are full after start (one second's worth each)
         old = socket.create_connection(("127.0.0.1", b.port), timeout=10)

@@ -94,9 +94,8 @@ impl PartitionLog {
         let (jobs, target) = {
             let mut st = self.st.borrow_mut();
             let mut budget = self.config.flush_round_bytes_max.max(1);
-            // The end offset of the last batch taken, and whether anything was left behind.
+            // The end offset of the last batch taken.
             let mut last_end = None;
-            let mut left_behind = false;
             let mut jobs = Vec::new();
             for seg in st.segments.iter_mut() {
                 if seg.unflushed.is_empty() && (seg.finalized || !seg.sealed) {
@@ -104,7 +103,6 @@ impl PartitionLog {
                 }
                 if budget == 0 {
                     // Later segments wait: a round covers a contiguous prefix of the log.
-                    left_behind = true;
                     break;
                 }
                 // Whole batches up to the budget, and at least one.
@@ -127,7 +125,6 @@ impl PartitionLog {
                     })
                     .collect();
                 if !seg.unflushed.is_empty() {
-                    left_behind = true;
                     budget = 0;
                 }
                 jobs.push(Job {
@@ -140,6 +137,8 @@ impl PartitionLog {
                     finalize: seg.sealed,
                 });
             }
+            // Everything staged is in this round, or the round ends after its last batch.
+            let left_behind = st.segments.iter().any(|s| !s.unflushed.is_empty());
             let target = match (left_behind, last_end) {
                 (true, Some(end)) => end,
                 _ => st.log_end,

@@ -489,11 +489,10 @@ pub fn for_each_value(batch: &[u8], mut f: impl FnMut(i64, Option<&[u8]>)) -> Op
     if batch.len() < RECORDS_AT || batch[16] != 2 {
         return None;
     }
-    let attributes = i16::from_be_bytes([batch[21], batch[22]]);
-    if attributes & 0x7 != 0 {
+    if is_compressed(batch) {
         return None;
     }
-    if attributes & 0x20 != 0 {
+    if i16::from_be_bytes([batch[21], batch[22]]) & 0x20 != 0 {
         return Some(());
     }
     let base = i64::from_be_bytes(batch[..8].try_into().ok()?);
