@@ -57,6 +57,18 @@ fn batch(size: usize) -> Bytes {
     Bytes::from(b)
 }
 
+/// Defaults, except `TIDEWATER_BENCH_ZERO_AHEAD_BYTES` (for A/B runs of zeroing ahead).
+fn base_config() -> LogConfig {
+    let mut c = LogConfig::default();
+    if let Some(v) = std::env::var("TIDEWATER_BENCH_ZERO_AHEAD_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.zero_ahead_bytes = v;
+    }
+    c
+}
+
 /// Appends `iters` batches with `concurrency` appends in flight; returns the time taken.
 fn appends(dir: &Path, size: usize, iters: u64, concurrency: usize, durable: bool) -> Duration {
     let dir = dir.to_path_buf();
@@ -64,7 +76,7 @@ fn appends(dir: &Path, size: usize, iters: u64, concurrency: usize, durable: boo
         let env = StorageEnv::dma(&dir, 64 << 20).await.expect("env");
         let cfg = LogConfig {
             flush_ms: if durable { None } else { Some(1000) },
-            ..LogConfig::default()
+            ..base_config()
         };
         let log = PartitionLog::open(
             &env,
@@ -104,7 +116,7 @@ fn durable_latency_us(dir: &Path, iters: usize) -> (f64, f64, f64) {
     let dir = dir.to_path_buf();
     run(|| async move {
         let env = StorageEnv::dma(&dir, 64 << 20).await.expect("env");
-        let log = PartitionLog::open(&env, &dir.join("lat-0"), LogConfig::default(), 0)
+        let log = PartitionLog::open(&env, &dir.join("lat-0"), base_config(), 0)
             .await
             .expect("open");
         let b = batch(1024);
@@ -127,7 +139,13 @@ fn bench_append(c: &mut Criterion) {
     let tmp =
         tempfile::tempdir_in(std::env::var("TIDEWATER_BENCH_DIR").unwrap_or_else(|_| ".".into()))
             .expect("tempdir");
-    let (p50, p99, p999) = durable_latency_us(tmp.path(), 3000);
+    let (p50, p99, p999) = durable_latency_us(
+        tmp.path(),
+        std::env::var("TIDEWATER_BENCH_LATENCY_APPENDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000),
+    );
     println!("append-to-durable latency, 1 KiB one at a time: p50 {p50:.0} µs, p99 {p99:.0} µs, p99.9 {p999:.0} µs");
     let mut g = c.benchmark_group("append");
     g.sample_size(10)

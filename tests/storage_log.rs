@@ -356,6 +356,8 @@ fn crash_trial(seed: u64) {
         } else {
             8 << 20
         },
+        // Zeroing ahead sometimes off, sometimes reaching past the segment end.
+        zero_ahead_bytes: [0, 4096, 12_288, 1 << 20][rng.gen_range(0..4)],
         ..LogConfig::default()
     };
     let sync_fault = rng.gen_bool(0.1);

@@ -117,6 +117,11 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Bytes one group-commit round writes before its fdatasync; the rest goes in the next.",
     ),
     (
+        "tidewater.log.zero.ahead.bytes",
+        "8388608",
+        "Bytes of the active segment written with zeros ahead of the data while the log is not busy, so fdatasync need not commit extent conversions (0: off).",
+    ),
+    (
         "log.retention.check.interval.ms",
         "300000",
         "How often retention runs.",
@@ -407,6 +412,7 @@ impl Config {
             flush_ms: opt_u64(p, "log.flush.interval.ms")?,
             max_message_bytes: message_max_bytes,
             flush_round_bytes_max: get::<u64>(p, "tidewater.log.flush.round.bytes")?.max(1),
+            zero_ahead_bytes: get(p, "tidewater.log.zero.ahead.bytes")?,
         };
         Ok(Config {
             data_dir: PathBuf::from(get::<String>(p, "log.dirs")?),

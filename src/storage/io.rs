@@ -33,6 +33,28 @@ pub trait SegmentFile {
         pos: u64,
         parts: &'a [&'a [u8]],
     ) -> LocalBoxFuture<'a, io::Result<()>>;
+    /// `write_pages`, durable when it returns (as if followed by `sync`, for these pages).
+    /// A round that is one write saves the separate fdatasync's trip through the executor.
+    fn write_pages_durable<'a>(
+        &'a self,
+        pos: u64,
+        parts: &'a [&'a [u8]],
+    ) -> LocalBoxFuture<'a, io::Result<()>> {
+        async move {
+            self.write_pages(pos, parts).await?;
+            self.sync().await
+        }
+        .boxed_local()
+    }
+    /// Writes `len` zero bytes at `pos` (both page-aligned).
+    fn write_zeroes(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<()>> {
+        async move {
+            static ZERO_PAGE: [u8; ALIGN as usize] = [0; ALIGN as usize];
+            let pages = vec![&ZERO_PAGE[..]; len.div_ceil(ALIGN as usize)];
+            self.write_pages(pos, &pages).await
+        }
+        .boxed_local()
+    }
     /// Reads up to `len` bytes at `pos` (fewer at end of file), copied into ordinary `Bytes`
     /// that may cross shards.
     fn read(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<Bytes>>;
@@ -66,6 +88,38 @@ fn to_io(e: glommio::GlommioError<()>) -> io::Error {
 
 struct DmaSegment {
     file: DmaFile,
+    path: PathBuf,
+    /// The same file opened O_DSYNC (lazily): a write through it is durable on completion.
+    dsync: std::cell::OnceCell<DmaFile>,
+}
+
+/// Copies `parts` into one aligned DMA buffer (zero-padded to a page) and writes it at `pos`.
+async fn write_parts(file: &DmaFile, pos: u64, parts: &[&[u8]]) -> io::Result<()> {
+    debug_assert_eq!(pos % ALIGN, 0, "O_DIRECT writes start on a page");
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let padded = align_up(len as u64) as usize;
+    let mut buf = file.alloc_dma_buffer(padded);
+    let dst = buf.as_bytes_mut();
+    let mut at = 0;
+    for p in parts {
+        dst[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    dst[at..].fill(0);
+    write_buffer(file, buf, pos).await
+}
+
+/// Writes a whole aligned DMA buffer at `pos`; a short write is an error.
+async fn write_buffer(file: &DmaFile, buf: glommio::io::DmaBuffer, pos: u64) -> io::Result<()> {
+    let len = buf.len();
+    let written = file.write_at(buf, pos).await.map_err(to_io)?;
+    if written != len {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write {written} of {len}"),
+        ));
+    }
+    Ok(())
 }
 
 impl SegmentFile for DmaSegment {
@@ -74,26 +128,36 @@ impl SegmentFile for DmaSegment {
         pos: u64,
         parts: &'a [&'a [u8]],
     ) -> LocalBoxFuture<'a, io::Result<()>> {
+        write_parts(&self.file, pos, parts).boxed_local()
+    }
+
+    fn write_pages_durable<'a>(
+        &'a self,
+        pos: u64,
+        parts: &'a [&'a [u8]],
+    ) -> LocalBoxFuture<'a, io::Result<()>> {
+        async move {
+            if self.dsync.get().is_none() {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DSYNC)
+                    .dma_open(&self.path)
+                    .await
+                    .map_err(to_io)?;
+                let _ = self.dsync.set(f);
+            }
+            let f = self.dsync.get().expect("opened above");
+            write_parts(f, pos, parts).await
+        }
+        .boxed_local()
+    }
+
+    fn write_zeroes(&self, pos: u64, len: usize) -> LocalBoxFuture<'_, io::Result<()>> {
         async move {
             debug_assert_eq!(pos % ALIGN, 0, "O_DIRECT writes start on a page");
-            let len: usize = parts.iter().map(|p| p.len()).sum();
-            let padded = align_up(len as u64) as usize;
-            let mut buf = self.file.alloc_dma_buffer(padded);
-            let dst = buf.as_bytes_mut();
-            let mut at = 0;
-            for p in parts {
-                dst[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
-            }
-            dst[at..].fill(0);
-            let written = self.file.write_at(buf, pos).await.map_err(to_io)?;
-            if written != padded {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short write {written} of {padded}"),
-                ));
-            }
-            Ok(())
+            let mut buf = self.file.alloc_dma_buffer(align_up(len as u64) as usize);
+            buf.as_bytes_mut().fill(0);
+            write_buffer(&self.file, buf, pos).await
         }
         .boxed_local()
     }
@@ -173,7 +237,11 @@ impl StorageIo for DmaIo {
                 .dma_open(path)
                 .await
                 .map_err(to_io)?;
-            Ok(Rc::new(DmaSegment { file }) as Rc<dyn SegmentFile>)
+            Ok(Rc::new(DmaSegment {
+                file,
+                path: path.to_path_buf(),
+                dsync: std::cell::OnceCell::new(),
+            }) as Rc<dyn SegmentFile>)
         }
         .boxed_local()
     }

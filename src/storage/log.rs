@@ -37,6 +37,7 @@ mod flush;
 mod maintenance;
 mod read;
 mod recovery;
+mod zero;
 
 /// Shard-wide storage context: the I/O backend and the read-cache budget, shared by every log
 /// the shard owns.
@@ -147,6 +148,13 @@ pub struct PartitionLog {
     /// A write or fsync failed: the log refuses appends (retrying an fsync is unsafe).
     failed: Cell<bool>,
     closed: Cell<bool>,
+    /// The zeroer task is running (`log/zero.rs`).
+    zeroing: Cell<bool>,
+    /// A zero write failed: zeroing stays off for this log.
+    zero_failed: Cell<bool>,
+    /// `truncate_to` is cutting the active segment: no new zero pieces meanwhile.
+    zero_hold: Cell<bool>,
+    zero_piece: RefCell<Option<zero::ZeroPiece>>,
 }
 
 fn durable_policy(c: &LogConfig) -> bool {

@@ -43,6 +43,8 @@ pub struct MemFs {
     /// Bumped by `crash`: handles from before it (the "dead process") fail every operation,
     /// so a test may recover on the same executor while the old log's tasks wind down.
     generation: Cell<u64>,
+    /// Writes issued so far: picks how long each stays in flight (deterministic per run).
+    writes: Cell<u64>,
 }
 
 impl MemFs {
@@ -118,6 +120,24 @@ impl MemFs {
     }
 }
 
+/// Returns `Pending` (waking itself) this many times, then `Ready`.
+struct Yield(u32);
+
+impl std::future::Future for Yield {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 struct MemSegment {
     fs: Rc<MemFs>,
     file: Rc<MemFile>,
@@ -132,6 +152,12 @@ impl SegmentFile for MemSegment {
     ) -> LocalBoxFuture<'a, io::Result<()>> {
         async move {
             assert_eq!(pos % ALIGN, 0, "O_DIRECT writes start on a page");
+            // A write is in flight for a while: other tasks (flusher, zeroer) run meanwhile and
+            // writes complete out of order, as on a disk, so races between writes can show.
+            let n = self.fs.writes.get();
+            self.fs.writes.set(n + 1);
+            let turns = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as u32;
+            Yield(turns).await;
             self.fs.check_live(self.generation)?;
             if self.fs.fail_next_write.replace(false) {
                 return Err(io::Error::other("injected write failure"));

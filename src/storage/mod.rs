@@ -75,6 +75,11 @@ pub struct LogConfig {
     /// round. Bounded rounds keep the disk writing round k+1 while round k syncs, and
     /// acknowledge appends slice by slice instead of after one long write of the whole queue.
     pub flush_round_bytes_max: u64,
+    /// Bytes of the active segment kept written with zeros ahead of the data, off the ack
+    /// path, so appends overwrite written blocks instead of converting preallocated
+    /// (unwritten) extents, which makes every fdatasync commit the filesystem journal.
+    /// 0 turns it off.
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -89,6 +94,7 @@ impl Default for LogConfig {
             flush_ms: None,
             max_message_bytes: 1_048_588,
             flush_round_bytes_max: 64 << 20,
+            zero_ahead_bytes: 8 << 20,
         }
     }
 }

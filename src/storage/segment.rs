@@ -44,6 +44,9 @@ pub struct Segment {
     pub flushed_size: u64,
     /// Bytes reserved on disk (preallocated); writes below it do not change the file size.
     pub allocated: u64,
+    /// File blocks below this hold data or zeros the zeroer wrote (see `log/zero.rs`): a data
+    /// write below it lands on written blocks and commits no extent conversion at fdatasync.
+    pub zeroed_end: u64,
     /// The bytes of the last, partial page on disk: rewritten (with what follows) at the next flush.
     pub tail_page: Vec<u8>,
     /// Stored batches not yet written, in order, each with the offset after it.
@@ -70,6 +73,7 @@ impl Segment {
             size: 0,
             flushed_size: 0,
             allocated: 0,
+            zeroed_end: 0,
             tail_page: Vec::new(),
             unflushed: Vec::new(),
             next_offset: base_offset,

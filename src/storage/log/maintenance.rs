@@ -155,6 +155,15 @@ impl PartitionLog {
     /// `offset` goes whole, so the new log end is that batch's base offset (<= `offset`).
     pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
         self.flush().await?;
+        // No zero write may land past the cut while (or after) the file is trimmed.
+        self.zero_hold.set(true);
+        self.wait_for_any_zero_piece().await;
+        let r = self.truncate_to_held(offset).await;
+        self.zero_hold.set(false);
+        r
+    }
+
+    async fn truncate_to_held(&self, offset: i64) -> Result<(), StorageError> {
         let (file, seg_base, pos_hint, flushed) = {
             let mut st = self.st.borrow_mut();
             if offset >= st.log_end {
@@ -250,6 +259,7 @@ impl PartitionLog {
         seg.size = cut;
         seg.flushed_size = cut;
         seg.allocated = cut;
+        seg.zeroed_end = cut;
         seg.tail_page = tail;
         seg.next_offset = new_end;
         st.log_end = new_end;

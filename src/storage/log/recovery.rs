@@ -191,7 +191,20 @@ impl PartitionLog {
                     io.write_small(&seg.index_path(dir), &seg.index_bytes())?;
                     io.write_small(&seg.time_index_path(dir), &seg.time_index_bytes())?;
                 }
-                if outcome.stopped.is_some() && !last {
+                // A closed segment that is damaged, or ends short of the next one's base (its
+                // tail never reached the disk), makes everything after it unreachable: a round
+                // acknowledges nothing in later segments before this one is finalized.
+                let short = !last && outcome.next_offset != bases[i + 1];
+                if short && outcome.stopped.is_none() {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        segment = base,
+                        "segment ends at offset {} but the next starts at {}: dropping later segments",
+                        outcome.next_offset,
+                        bases[i + 1]
+                    );
+                }
+                if (outcome.stopped.is_some() || short) && !last {
                     // Everything after damage in a closed segment is unreachable: drop later segments.
                     for later in &bases[i + 1..] {
                         for ext in ["log", "index", "timeindex"] {
@@ -245,6 +258,10 @@ impl PartitionLog {
             data_waiters: RefCell::new(Vec::new()),
             flushing: Cell::new(false),
             failed: Cell::new(false),
+            zeroing: Cell::new(false),
+            zero_failed: Cell::new(false),
+            zero_hold: Cell::new(false),
+            zero_piece: RefCell::new(None),
             closed: Cell::new(false),
         });
         // From now on a crash must be recovered by scanning.
