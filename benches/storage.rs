@@ -57,14 +57,16 @@ fn batch(size: usize) -> Bytes {
     Bytes::from(b)
 }
 
-/// Defaults, except `TIDEWATER_BENCH_ZERO_AHEAD_BYTES` (for A/B runs of zeroing ahead).
+/// Defaults, except for A/B runs: `TIDEWATER_BENCH_ZERO_AHEAD_BYTES`,
+/// `TIDEWATER_BENCH_FLUSH_ROUND_BYTES`.
 fn base_config() -> LogConfig {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     let mut c = LogConfig::default();
-    if let Some(v) = std::env::var("TIDEWATER_BENCH_ZERO_AHEAD_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(v) = env("TIDEWATER_BENCH_ZERO_AHEAD_BYTES") {
         c.zero_ahead_bytes = v;
+    }
+    if let Some(v) = env("TIDEWATER_BENCH_FLUSH_ROUND_BYTES") {
+        c.flush_round_bytes_max = v;
     }
     c
 }
