@@ -5,7 +5,8 @@
 //! conversion through the filesystem journal. That makes a durable append cost a journal commit
 //! (fio on this disk, 32 KiB write + fdatasync: fresh preallocated file p50/p99 60/167 µs,
 //! overwriting written blocks 23/89 µs). So while the log is not busy, a zeroer writes zeros a
-//! little ahead of the data (`LogConfig::zero_ahead_bytes`) and syncs them itself; appends then
+//! little ahead of the data (`LogConfig::zero_ahead_bytes`, capped by what the segment already
+//! holds, so quiet partitions write few zeros) and syncs them itself; appends then
 //! overwrite written blocks and their fdatasync is only a cache flush.
 //!
 //! It never slows a busy log: it starts only right after a flush round took everything staged,
@@ -29,6 +30,13 @@ use crate::storage::io::{align_up, SegmentFile};
 /// Zeros written per piece; small, so a piece in the disk queue delays an append little.
 pub(super) const ZERO_PIECE_BYTES: u64 = 256 << 10;
 
+/// How far past the data to keep zeros: `zero_ahead_bytes`, but no more than the segment already
+/// holds (at least one piece), so a quiet partition writes few zeros (at most about as many as
+/// its data) and a busy one reaches the full distance within its first megabytes.
+fn zero_ahead_bytes(configured: u64, segment_bytes: u64) -> u64 {
+    configured.min(segment_bytes.max(ZERO_PIECE_BYTES))
+}
+
 /// A zero write in flight: segment, file range, and a signal when it has completed.
 pub(super) struct ZeroPiece {
     base: i64,
@@ -41,8 +49,7 @@ impl PartitionLog {
     /// Called by the flusher once a round has taken what was staged: starts the zeroer when
     /// the active segment has used half of its zeroed region.
     pub(super) fn maybe_zero_ahead(&self) {
-        let ahead = self.config.zero_ahead_bytes;
-        if ahead == 0
+        if self.config.zero_ahead_bytes == 0
             || self.zeroing.get()
             || self.zero_failed.get()
             || self.zero_hold.get()
@@ -53,6 +60,7 @@ impl PartitionLog {
         {
             let st = self.st.borrow();
             let seg = st.segments.last().expect("a log always has a segment");
+            let ahead = zero_ahead_bytes(self.config.zero_ahead_bytes, seg.size);
             if seg.sealed || seg.file.is_none() || seg.zeroed_end >= align_up(seg.size) + ahead / 2
             {
                 return;
@@ -69,9 +77,8 @@ impl PartitionLog {
         .detach();
     }
 
-    /// Writes zero pieces up to `zero_ahead_bytes` past the staged end, then syncs them.
+    /// Writes zero pieces up to the zero-ahead distance past the staged end, then syncs them.
     async fn zero_loop(&self) {
-        let ahead = self.config.zero_ahead_bytes;
         let mut written: Option<Rc<dyn SegmentFile>> = None;
         loop {
             if self.closed.get()
@@ -86,6 +93,7 @@ impl PartitionLog {
                 let seg = st.segments.last().expect("a log always has a segment");
                 let limit = align_up(self.config.segment_bytes_max);
                 let from = seg.zeroed_end.max(align_up(seg.size));
+                let ahead = zero_ahead_bytes(self.config.zero_ahead_bytes, seg.size);
                 let to = (align_up(seg.size) + ahead).min(limit);
                 match &seg.file {
                     Some(f) if !seg.sealed && from < to => Some((
@@ -149,5 +157,31 @@ impl PartitionLog {
             _ => return,
         };
         let _ = done.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_ahead_grows_with_the_segment_up_to_the_setting() {
+        let mib = 1 << 20;
+        assert_eq!(
+            zero_ahead_bytes(8 * mib, 0),
+            ZERO_PIECE_BYTES,
+            "one piece to start"
+        );
+        assert_eq!(
+            zero_ahead_bytes(8 * mib, 3 * mib),
+            3 * mib,
+            "as much as the data"
+        );
+        assert_eq!(
+            zero_ahead_bytes(8 * mib, 100 * mib),
+            8 * mib,
+            "never past the setting"
+        );
+        assert_eq!(zero_ahead_bytes(0, 100 * mib), 0, "off stays off");
     }
 }
