@@ -57,15 +57,19 @@ fn batch(size: usize) -> Bytes {
     Bytes::from(b)
 }
 
+/// A number from the environment (the knobs for A/B runs), if set.
+fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 /// Defaults, except for A/B runs: `TIDEWATER_BENCH_ZERO_AHEAD_BYTES`,
 /// `TIDEWATER_BENCH_FLUSH_ROUND_BYTES`.
 fn base_config() -> LogConfig {
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     let mut c = LogConfig::default();
-    if let Some(v) = env("TIDEWATER_BENCH_ZERO_AHEAD_BYTES") {
+    if let Some(v) = env_num("TIDEWATER_BENCH_ZERO_AHEAD_BYTES") {
         c.zero_ahead_bytes = v;
     }
-    if let Some(v) = env("TIDEWATER_BENCH_FLUSH_ROUND_BYTES") {
+    if let Some(v) = env_num("TIDEWATER_BENCH_FLUSH_ROUND_BYTES") {
         c.flush_round_bytes_max = v;
     }
     c
@@ -143,10 +147,7 @@ fn bench_append(c: &mut Criterion) {
             .expect("tempdir");
     let (p50, p99, p999) = durable_latency_us(
         tmp.path(),
-        std::env::var("TIDEWATER_BENCH_LATENCY_APPENDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3000),
+        env_num("TIDEWATER_BENCH_LATENCY_APPENDS").unwrap_or(3000),
     );
     println!("append-to-durable latency, 1 KiB one at a time: p50 {p50:.0} µs, p99 {p99:.0} µs, p99.9 {p999:.0} µs");
     let mut g = c.benchmark_group("append");

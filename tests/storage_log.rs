@@ -615,7 +615,7 @@ fn scan_across_chunk_boundaries() {
             let mut expect = Vec::new();
             let mut next = 0i64;
             while data.len() < 5 * SCAN_CHUNK_BYTES {
-                // Mostly small batches, some large, one longer than a chunk.
+                // Mostly small batches, some large, one longer than two chunks.
                 let len = match expect.len() {
                     40 => 2 * SCAN_CHUNK_BYTES + 12_345,
                     n if n % 7 == 0 => rng.gen_range(100_000..900_000),
@@ -631,11 +631,7 @@ fn scan_across_chunk_boundaries() {
             let mut bad = stored(&batch(&[vec![1u8; 5000]], next), next);
             bad[100] ^= 0xff;
             data.extend_from_slice(&bad);
-            let file = env
-                .io
-                .open(&dir.join("scan-ahead.log"))
-                .await
-                .expect("open");
+            let file = env.io.open(&dir.join("scan.log")).await.expect("open");
             file.write_pages(0, &[&data]).await.expect("write");
             file.sync().await.expect("sync");
             let mut seen = Vec::new();

@@ -120,24 +120,6 @@ impl MemFs {
     }
 }
 
-/// Returns `Pending` (waking itself) this many times, then `Ready`.
-struct Yield(u32);
-
-impl std::future::Future for Yield {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 == 0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 -= 1;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 struct MemSegment {
     fs: Rc<MemFs>,
     file: Rc<MemFile>,
@@ -157,7 +139,9 @@ impl SegmentFile for MemSegment {
             let n = self.fs.writes.get();
             self.fs.writes.set(n + 1);
             let turns = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62) as u32;
-            Yield(turns).await;
+            for _ in 0..turns {
+                futures_lite::future::yield_now().await;
+            }
             self.fs.check_live(self.generation)?;
             if self.fs.fail_next_write.replace(false) {
                 return Err(io::Error::other("injected write failure"));

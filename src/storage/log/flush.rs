@@ -169,10 +169,8 @@ impl PartitionLog {
         // A round that is a single write (one segment, at most one chunk: a lightly loaded
         // log) writes it durably instead of writing and then syncing: one disk operation less
         // on the path of every acknowledgement.
-        let single_write = jobs.len() == 1
-            && jobs
-                .iter()
-                .all(|j| j.tail.len() as u64 + j.taken <= WRITE_CHUNK_BYTES as u64);
+        let single_write = matches!(&jobs[..],
+            [j] if j.tail.len() as u64 + j.taken <= WRITE_CHUNK_BYTES as u64);
         for job in jobs {
             let file = match self
                 .write_job(

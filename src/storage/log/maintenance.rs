@@ -157,7 +157,7 @@ impl PartitionLog {
         self.flush().await?;
         // No zero write may land past the cut while (or after) the file is trimmed.
         self.zero_hold.set(true);
-        self.wait_for_any_zero_piece().await;
+        self.wait_for_zero_piece(None, 0, u64::MAX).await;
         let r = self.truncate_to_held(offset).await;
         self.zero_hold.set(false);
         r

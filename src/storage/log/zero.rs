@@ -143,12 +143,8 @@ impl PartitionLog {
         }
     }
 
-    /// Waits for the zero piece in flight, whichever segment it is on.
-    pub(super) async fn wait_for_any_zero_piece(&self) {
-        self.wait_for_zero_piece(None, 0, u64::MAX).await
-    }
-
-    /// Waits for the zero piece in flight on segment `base` if it touches `[start, end)`.
+    /// Waits for the zero piece in flight on segment `base` (`None`: any) if it touches
+    /// `[start, end)`.
     pub(super) async fn wait_for_zero_piece(&self, base: Option<i64>, start: u64, end: u64) {
         let done = match &*self.zero_piece.borrow() {
             Some(p) if base.is_none_or(|b| b == p.base) && p.start < end && start < p.end => {
