@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod fake;
 mod gen;
+mod precise;
 mod proto;
 mod stats;
 
@@ -165,6 +166,26 @@ fn wall_now_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The generator's own responsiveness: a task on the same runtime as the producers and
+/// consumers that wakes on a 1 ms grid and records how late each tick ran. A busy or
+/// descheduled generator shows here, so its latency figures can be judged against it.
+async fn lag_probe(st: Arc<Stats>) {
+    const TICK: Duration = Duration::from_millis(1);
+    let mut hist = LocalHist::new(Lat::Lag);
+    let mut due = Instant::now() + TICK;
+    while due < st.end {
+        precise::sleep_until(due).await;
+        let now = Instant::now();
+        if st.in_window(due) {
+            hist.record(micros(now - due), 1);
+        }
+        hist.maybe_merge(&st, now);
+        // After a stall, tick again a millisecond from now rather than catching up.
+        due = (due + TICK).max(now + TICK / 2);
+    }
+    hist.finish(&st);
 }
 
 fn micros(d: Duration) -> u64 {
@@ -396,14 +417,14 @@ impl Producer {
                     let due = s.due(elapsed).saturating_sub(next) as usize;
                     let oldest = st.start + Duration::from_nanos(s.at_ns(next));
                     if due == 0 {
-                        tokio::time::sleep_until(oldest.into()).await;
+                        precise::sleep_until(oldest).await;
                         continue;
                     }
                     if due < max_msgs && now < oldest + linger {
                         let full =
                             st.start + Duration::from_nanos(s.at_ns(next + max_msgs as u64 - 1));
                         let wake = (oldest + linger).min(full).min(st.end);
-                        tokio::time::sleep_until(wake.into()).await;
+                        precise::sleep_until(wake).await;
                         continue;
                     }
                     due.min(max_msgs)
@@ -623,7 +644,9 @@ impl Fetcher {
             .await
             .map_err(|_| anyhow!("fetch timed out"))??;
             let now = Instant::now();
-            let wall = wall_now_ns();
+            // The same monotonic clock the producers stamped with (mapped through `wall0`):
+            // a wall-clock step during the run cannot shift the latencies.
+            let wall = plan.wall_ns(now);
             let (mut msgs, mut bytes) = (0u64, 0u64);
             if resp.error_code != 0 {
                 bail!("fetch failed with error {}", resp.error_code);
@@ -780,6 +803,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     plan.stats = Arc::new(Stats::new(start, warmup, duration));
     plan.wall0 = wall_now_ns();
     let plan = Arc::new(plan);
+    let lag = (!args.dry_run).then(|| tokio::spawn(lag_probe(plan.stats.clone())));
     let mut producers = Vec::new();
     if matches!(args.mode, Mode::Produce | Mode::E2e) {
         for i in 0..args.producers {
@@ -811,6 +835,9 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             Err(e) => failure = failure.or(Some(anyhow!("task failed: {e}"))),
         }
     }
+    if let Some(l) = lag {
+        let _ = l.await;
+    }
     done.store(true, Ordering::Relaxed);
     let timeseries = progress.join().unwrap_or_default();
     if let Some(e) = failure {
@@ -834,6 +861,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         unsent: st.unsent.load(Ordering::Relaxed),
         latency,
         ack_latency: (args.mode == Mode::E2e).then(|| st.snapshot(Lat::Ack)),
+        lag: (!args.dry_run).then(|| st.snapshot(Lat::Lag)),
         produced: (args.mode == Mode::E2e).then(|| {
             (
                 st.produced.load(Ordering::Relaxed),

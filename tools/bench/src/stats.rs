@@ -20,6 +20,8 @@ pub enum Lat {
     Ack = 0,
     /// End to end: (scheduled) send time in the payload to consumption.
     E2e = 1,
+    /// The generator's own lag: how late its 1 ms ticks ran (see `lag_probe`).
+    Lag = 2,
 }
 
 pub struct Stats {
@@ -35,7 +37,7 @@ pub struct Stats {
     /// E2e: messages produced (acknowledged) in the window; the main counters are consumption.
     pub produced: AtomicU64,
     pub produced_bytes: AtomicU64,
-    hists: [Mutex<Histogram<u64>>; 2],
+    hists: [Mutex<Histogram<u64>>; 3],
     pub start: Instant,
     pub measure_from: Instant,
     pub end: Instant,
@@ -52,7 +54,7 @@ impl Stats {
             unsent: AtomicU64::new(0),
             produced: AtomicU64::new(0),
             produced_bytes: AtomicU64::new(0),
-            hists: [Mutex::new(histogram()), Mutex::new(histogram())],
+            hists: std::array::from_fn(|_| Mutex::new(histogram())),
             start,
             measure_from: start + warmup,
             end: start + warmup + duration,
@@ -211,6 +213,8 @@ pub struct Report {
     pub latency: Option<Histogram<u64>>,
     /// E2e mode: the producers' send-to-ack latency, reported beside the e2e latency.
     pub ack_latency: Option<Histogram<u64>>,
+    /// How late the generator's own 1 ms ticks ran (not in a dry run).
+    pub lag: Option<Histogram<u64>>,
     /// E2e mode: messages and bytes produced (acknowledged) in the window.
     pub produced: Option<(u64, u64)>,
     pub config: serde_json::Value,
@@ -273,6 +277,9 @@ impl Report {
         if let Some(h) = &self.ack_latency {
             j["ack_latency_ms"] = percentiles(Some(h));
         }
+        if let Some(h) = &self.lag {
+            j["generator_lag_ms"] = percentiles(Some(h));
+        }
         if let Some((m, b)) = self.produced {
             j["produced_messages"] = m.into();
             j["produced_msgs_per_sec"] = (m as f64 / secs).into();
@@ -321,6 +328,14 @@ impl Report {
         if let Some(h) = &self.ack_latency {
             s += &line("ack", h);
         }
+        if let Some(h) = self.lag.as_ref().filter(|h| !h.is_empty()) {
+            s += &format!(
+                "generator lag ms (its own 1 ms ticks, late by): p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                h.value_at_quantile(0.999) as f64 / 1000.0,
+                h.max() as f64 / 1000.0
+            );
+        }
         s
     }
 
@@ -354,8 +369,9 @@ mod tests {
             seconds: 2.0,
             errors: 3,
             unsent: 0,
-            latency: Some(h),
+            latency: Some(h.clone()),
             ack_latency: None,
+            lag: Some(h),
             produced: None,
             config: serde_json::json!({"acks": "all"}),
             versions: serde_json::json!({}),
@@ -385,6 +401,8 @@ mod tests {
         near(&l["p99_9"], 9.99);
         near(&l["p99_99"], 9.999);
         near(&l["max"], 10.0);
+        near(&j["generator_lag_ms"]["p99"], 9.9);
+        assert!(r.text().contains("generator lag"));
         assert!(j["latency_curve_ms"].as_array().expect("curve").len() > 10);
         assert_eq!(j["timeseries"][0]["warmup"], true);
         assert!(r.text().contains("p99.99"));
