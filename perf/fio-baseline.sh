@@ -3,7 +3,7 @@
 #  - sequential O_DIRECT write, 1 MiB blocks (iodepth 4), with and without fdatasync per 1 MiB
 #  - the same write into a freshly preallocated file (unwritten extents), one pass: the regime an
 #    append-only log lives in (on ext4 such writes cannot be issued without blocking, so
-#    io_uring hands them to its workers, which serialise writes to one file)
+#    io_uring hands them to its workers, which appear to run writes to one file one at a time)
 #  - sequential O_DIRECT read, 1 MiB blocks, iodepth 8 (the recovery-scan ceiling)
 #  - 4 KiB write + fdatasync latency percentiles (the append-to-durable floor)
 # Usage: perf/fio-baseline.sh [DIR] > perf/results/fio-baseline.json   (DIR default: /tmp)
