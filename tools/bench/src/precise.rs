@@ -40,7 +40,8 @@ fn timer() -> &'static mpsc::Sender<Wake> {
     })
 }
 
-/// Pending sleeps: one per sleeping producer task, so a scan for the earliest is cheap.
+/// Pending sleeps: one per sleeping producer task plus the lag probe, so a scan for the
+/// earliest is cheap.
 fn run(rx: mpsc::Receiver<Wake>) {
     let mut pending: Vec<Wake> = Vec::new();
     loop {
