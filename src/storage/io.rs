@@ -67,16 +67,38 @@ pub trait SegmentFile {
 }
 
 /// A shard's storage backend: opens data files and keeps small metadata files.
+///
+/// Removing files and replacing small ones are futures: on the real disk an unlink of a large
+/// segment or an fsync of an index takes milliseconds (tens under load), and running them on
+/// the shard's thread would stall every partition and connection it serves. Calls made one
+/// after another on a shard take effect in that order.
 pub trait StorageIo {
     /// Opens (creating if missing) a data file for reading and writing.
     fn open<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn SegmentFile>>>;
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    fn remove_file(&self, path: &Path) -> io::Result<()>;
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Removes a file; a missing one is not an error.
+    fn remove_file(&self, path: &Path) -> LocalBoxFuture<'static, io::Result<()>>;
+    /// Removes a directory and everything in it; a missing one is not an error.
+    fn remove_dir_all(&self, dir: &Path) -> LocalBoxFuture<'static, io::Result<()>>;
     fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
-    /// Replaces a small file atomically (temp file, fsync, rename).
-    fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    /// Replaces a small file atomically (temp file, fsync, rename, directory fsync).
+    fn write_small(&self, path: &Path, data: &[u8]) -> LocalBoxFuture<'static, io::Result<()>>;
+}
+
+/// Runs blocking filesystem work on the shard's blocking thread (glommio keeps one per
+/// executor and serves it in order), so the executor goes on serving meanwhile.
+fn off_shard<R: Send + 'static>(
+    f: impl FnOnce() -> io::Result<R> + Send + 'static,
+) -> LocalBoxFuture<'static, io::Result<R>> {
+    glommio::executor().spawn_blocking(f).boxed_local()
+}
+
+fn ignore_not_found(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
 }
 
 fn to_io(e: glommio::GlommioError<()>) -> io::Error {
@@ -258,18 +280,14 @@ impl StorageIo for DmaIo {
         std::fs::create_dir_all(dir)
     }
 
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        }
+    fn remove_file(&self, path: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
+        let path = path.to_path_buf();
+        off_shard(move || ignore_not_found(std::fs::remove_file(path)))
     }
 
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        match std::fs::remove_dir_all(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        }
+    fn remove_dir_all(&self, dir: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
+        let dir = dir.to_path_buf();
+        off_shard(move || ignore_not_found(std::fs::remove_dir_all(dir)))
     }
 
     fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
@@ -280,15 +298,21 @@ impl StorageIo for DmaIo {
         }
     }
 
-    fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+    fn write_small(&self, path: &Path, data: &[u8]) -> LocalBoxFuture<'static, io::Result<()>> {
+        let path = path.to_path_buf();
+        let data = data.to_vec();
+        // One temp name per target is safe: this shard's blocking thread runs these one at a
+        // time, and no other shard owns files in this partition's directory.
+        off_shard(move || {
+            let tmp = path.with_extension("tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
     }
 }

@@ -256,31 +256,46 @@ impl StorageIo for MemIo {
         Ok(())
     }
 
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.0.check_live(self.1)?;
-        self.0.files.borrow_mut().remove(path);
-        self.0.small.borrow_mut().remove(path);
-        Ok(())
+    // Metadata operations take effect after a yield, as on the real disk where they run on
+    // another thread: other tasks run first, and a crash meanwhile loses them.
+    fn remove_file(&self, path: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
+        let (fs, generation, path) = (self.0.clone(), self.1, path.to_path_buf());
+        async move {
+            futures_lite::future::yield_now().await;
+            fs.check_live(generation)?;
+            fs.files.borrow_mut().remove(&path);
+            fs.small.borrow_mut().remove(&path);
+            Ok(())
+        }
+        .boxed_local()
     }
 
-    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.0.check_live(self.1)?;
-        self.0.files.borrow_mut().retain(|p, _| !p.starts_with(dir));
-        self.0.small.borrow_mut().retain(|p, _| !p.starts_with(dir));
-        self.0.dirs.borrow_mut().retain(|p| !p.starts_with(dir));
-        Ok(())
+    fn remove_dir_all(&self, dir: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
+        let (fs, generation, dir) = (self.0.clone(), self.1, dir.to_path_buf());
+        async move {
+            futures_lite::future::yield_now().await;
+            fs.check_live(generation)?;
+            fs.files.borrow_mut().retain(|p, _| !p.starts_with(&dir));
+            fs.small.borrow_mut().retain(|p, _| !p.starts_with(&dir));
+            fs.dirs.borrow_mut().retain(|p| !p.starts_with(&dir));
+            Ok(())
+        }
+        .boxed_local()
     }
 
     fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         Ok(self.0.small.borrow().get(path).cloned())
     }
 
-    fn write_small(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        self.0.check_live(self.1)?;
-        self.0
-            .small
-            .borrow_mut()
-            .insert(path.to_path_buf(), data.to_vec());
-        Ok(())
+    fn write_small(&self, path: &Path, data: &[u8]) -> LocalBoxFuture<'static, io::Result<()>> {
+        let (fs, generation) = (self.0.clone(), self.1);
+        let (path, data) = (path.to_path_buf(), data.to_vec());
+        async move {
+            futures_lite::future::yield_now().await;
+            fs.check_live(generation)?;
+            fs.small.borrow_mut().insert(path, data);
+            Ok(())
+        }
+        .boxed_local()
     }
 }

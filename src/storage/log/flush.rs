@@ -389,11 +389,15 @@ impl PartitionLog {
         }
         self.env
             .io
-            .write_small(&self.dir.join(segment::file_name(base, "index")), &index)?;
-        self.env.io.write_small(
-            &self.dir.join(segment::file_name(base, "timeindex")),
-            &times,
-        )?;
+            .write_small(&self.dir.join(segment::file_name(base, "index")), &index)
+            .await?;
+        self.env
+            .io
+            .write_small(
+                &self.dir.join(segment::file_name(base, "timeindex")),
+                &times,
+            )
+            .await?;
         if let Some(seg) = self
             .st
             .borrow_mut()
@@ -404,7 +408,7 @@ impl PartitionLog {
             seg.finalized = true;
         }
         // Moves the recovery point past this segment: a crash no longer rescans it.
-        self.write_meta(false)
+        self.write_meta(false).await
     }
 
     pub(super) fn fail(&self, why: String) {

@@ -43,7 +43,7 @@ impl PartitionLog {
             self.ensure_flusher();
         }
         if deletable > 0 {
-            self.delete_oldest_segments(deletable)?;
+            self.delete_oldest_segments(deletable).await?;
         }
         Ok(())
     }
@@ -79,7 +79,7 @@ impl PartitionLog {
         n
     }
 
-    fn delete_oldest_segments(&self, n: usize) -> Result<(), StorageError> {
+    async fn delete_oldest_segments(&self, n: usize) -> Result<(), StorageError> {
         let removed: Vec<Segment> = {
             let mut st = self.st.borrow_mut();
             let removed: Vec<Segment> = st.segments.drain(..n).collect();
@@ -92,11 +92,20 @@ impl PartitionLog {
         };
         for seg in &removed {
             tracing::info!(dir = %self.dir.display(), segment = seg.base_offset, "retention deleted segment");
-            self.env.io.remove_file(&seg.log_path(&self.dir))?;
-            self.env.io.remove_file(&seg.index_path(&self.dir))?;
-            self.env.io.remove_file(&seg.time_index_path(&self.dir))?;
+            self.remove_segment_files(seg).await?;
         }
-        self.write_meta(false)
+        self.write_meta(false).await
+    }
+
+    /// Unlinks a segment's files (off the shard's thread: a large unlink is slow).
+    async fn remove_segment_files(&self, seg: &Segment) -> Result<(), StorageError> {
+        self.env.io.remove_file(&seg.log_path(&self.dir)).await?;
+        self.env.io.remove_file(&seg.index_path(&self.dir)).await?;
+        self.env
+            .io
+            .remove_file(&seg.time_index_path(&self.dir))
+            .await?;
+        Ok(())
     }
 
     /// DeleteRecords: moves the log start offset forward to `offset` (<= high watermark) and
@@ -125,12 +134,10 @@ impl PartitionLog {
                 .count()
         };
         if n > 0 {
-            self.delete_oldest_segments(n)?;
+            self.delete_oldest_segments(n).await?;
         } else {
-            let mut st = self.st.borrow_mut();
-            self.drop_cache_where(&mut st, |_, last| last < offset);
-            drop(st);
-            self.write_meta(false)?;
+            self.drop_cache_where(&mut self.st.borrow_mut(), |_, last| last < offset);
+            self.write_meta(false).await?;
         }
         Ok(self.log_start_offset())
     }
@@ -164,6 +171,7 @@ impl PartitionLog {
     }
 
     async fn truncate_to_held(&self, offset: i64) -> Result<(), StorageError> {
+        let mut dropped = Vec::new();
         let (file, seg_base, pos_hint, flushed) = {
             let mut st = self.st.borrow_mut();
             if offset >= st.log_end {
@@ -180,10 +188,7 @@ impl PartitionLog {
             while st.segments.len() > 1
                 && st.segments.last().is_some_and(|s| s.base_offset >= offset)
             {
-                let seg = st.segments.pop().expect("checked len");
-                self.env.io.remove_file(&seg.log_path(&self.dir))?;
-                self.env.io.remove_file(&seg.index_path(&self.dir))?;
-                self.env.io.remove_file(&seg.time_index_path(&self.dir))?;
+                dropped.push(st.segments.pop().expect("checked len"));
             }
             let seg = st.segments.last_mut().expect("a log always has a segment");
             // Its saved indexes go stale: a crash from here on must scan it.
@@ -196,7 +201,10 @@ impl PartitionLog {
                 seg.flushed_size,
             )
         };
-        self.write_meta(false)?;
+        for seg in &dropped {
+            self.remove_segment_files(seg).await?;
+        }
+        self.write_meta(false).await?;
         // Find the first batch holding `offset` or later: the cut position and the new end.
         let (mut cut, mut new_end) = (pos_hint, seg_base);
         // Max timestamp of the kept batches scanned here (those before are covered by the
@@ -241,37 +249,38 @@ impl PartitionLog {
                 .to_vec(),
             None => Vec::new(),
         };
-        let mut st = self.st.borrow_mut();
-        let seg = st.segments.last_mut().expect("a log always has a segment");
-        debug_assert_eq!(
-            seg.base_offset, seg_base,
-            "no segment changes while truncating"
-        );
-        let rel = (new_end - seg.base_offset) as u32;
-        seg.index.retain(|e| e.0 < rel && (e.1 as u64) < cut);
-        seg.time_index.retain(|e| e.1 < rel);
-        let indexed = seg
-            .time_index
-            .last()
-            .map(|t| (t.0, seg.base_offset + t.1 as i64))
-            .unwrap_or((-1, -1));
-        (seg.max_timestamp, seg.max_timestamp_offset) = indexed.max(kept_max_ts);
-        seg.size = cut;
-        seg.flushed_size = cut;
-        seg.allocated = cut;
-        seg.zeroed_end = cut;
-        seg.tail_page = tail;
-        seg.next_offset = new_end;
-        st.log_end = new_end;
-        st.written_end = st.written_end.min(new_end);
-        st.high_watermark = st.high_watermark.min(new_end);
-        // The cut batch may have straddled the log start.
-        st.log_start = st.log_start.min(new_end);
-        let end = st.log_end;
-        self.drop_cache_where(&mut st, |_, last| last >= end);
-        Self::check_invariants(&st);
-        drop(st);
-        self.write_meta(false)
+        {
+            let mut st = self.st.borrow_mut();
+            let seg = st.segments.last_mut().expect("a log always has a segment");
+            debug_assert_eq!(
+                seg.base_offset, seg_base,
+                "no segment changes while truncating"
+            );
+            let rel = (new_end - seg.base_offset) as u32;
+            seg.index.retain(|e| e.0 < rel && (e.1 as u64) < cut);
+            seg.time_index.retain(|e| e.1 < rel);
+            let indexed = seg
+                .time_index
+                .last()
+                .map(|t| (t.0, seg.base_offset + t.1 as i64))
+                .unwrap_or((-1, -1));
+            (seg.max_timestamp, seg.max_timestamp_offset) = indexed.max(kept_max_ts);
+            seg.size = cut;
+            seg.flushed_size = cut;
+            seg.allocated = cut;
+            seg.zeroed_end = cut;
+            seg.tail_page = tail;
+            seg.next_offset = new_end;
+            st.log_end = new_end;
+            st.written_end = st.written_end.min(new_end);
+            st.high_watermark = st.high_watermark.min(new_end);
+            // The cut batch may have straddled the log start.
+            st.log_start = st.log_start.min(new_end);
+            let end = st.log_end;
+            self.drop_cache_where(&mut st, |_, last| last >= end);
+            Self::check_invariants(&st);
+        }
+        self.write_meta(false).await
     }
 
     /// Flushes, saves the active segment's indexes and marks a clean shutdown.
@@ -297,13 +306,13 @@ impl PartitionLog {
             }
             self.drop_cache_where(&mut st, |_, _| true);
         }
-        self.write_meta(true)
+        self.write_meta(true).await
     }
 
     /// Closes the log and removes its directory (DeleteTopics).
     pub async fn remove(&self) -> Result<(), StorageError> {
         self.close().await?;
-        self.env.io.remove_dir_all(&self.dir)?;
+        self.env.io.remove_dir_all(&self.dir).await?;
         Ok(())
     }
 }

@@ -188,8 +188,10 @@ impl PartitionLog {
                 seg.next_offset = outcome.next_offset;
                 if !last {
                     // A closed segment keeps its rebuilt indexes for next time.
-                    io.write_small(&seg.index_path(dir), &seg.index_bytes())?;
-                    io.write_small(&seg.time_index_path(dir), &seg.time_index_bytes())?;
+                    io.write_small(&seg.index_path(dir), &seg.index_bytes())
+                        .await?;
+                    io.write_small(&seg.time_index_path(dir), &seg.time_index_bytes())
+                        .await?;
                 }
                 // A closed segment that is damaged, or ends short of the next one's base (its
                 // tail never reached the disk), makes everything after it unreachable: a round
@@ -208,7 +210,8 @@ impl PartitionLog {
                     // Everything after damage in a closed segment is unreachable: drop later segments.
                     for later in &bases[i + 1..] {
                         for ext in ["log", "index", "timeindex"] {
-                            io.remove_file(&dir.join(segment::file_name(*later, ext)))?;
+                            io.remove_file(&dir.join(segment::file_name(*later, ext)))
+                                .await?;
                         }
                     }
                     seg.flushed_size = seg.size;
@@ -265,26 +268,30 @@ impl PartitionLog {
             closed: Cell::new(false),
         });
         // From now on a crash must be recovered by scanning.
-        log.write_meta(false)?;
+        log.write_meta(false).await?;
         Ok(log)
     }
 
     /// Saves the log start and the recovery point (first segment not yet sealed and synced).
-    pub(super) fn write_meta(&self, clean_shutdown: bool) -> Result<(), StorageError> {
-        let st = self.st.borrow();
-        let meta = PartitionMeta {
-            log_start_offset: st.log_start,
-            clean_shutdown,
-            log_end_offset: st.log_end,
-            recovery_point: if clean_shutdown {
-                st.log_end
-            } else {
-                recovery_point(&st)
-            },
+    /// The content is taken now; writes queued by earlier calls land first (`StorageIo`).
+    pub(super) async fn write_meta(&self, clean_shutdown: bool) -> Result<(), StorageError> {
+        let meta = {
+            let st = self.st.borrow();
+            PartitionMeta {
+                log_start_offset: st.log_start,
+                clean_shutdown,
+                log_end_offset: st.log_end,
+                recovery_point: if clean_shutdown {
+                    st.log_end
+                } else {
+                    recovery_point(&st)
+                },
+            }
         };
         self.env
             .io
-            .write_small(&self.dir.join(META_FILE), &meta.encode())?;
+            .write_small(&self.dir.join(META_FILE), &meta.encode())
+            .await?;
         Ok(())
     }
 }
