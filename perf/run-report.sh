@@ -4,10 +4,15 @@
 #   2. the matrix against one shard pinned to CPU 0, the generator pinned to CPU 1, with the
 #      broker's peak RSS per row, and a flamegraph during 1 KiB acks=all produce
 #   3. the matrix against two shards (both CPUs, generator unpinned)
+#   4. the disk's own acks=all latency floor (ack-floor.py) at each one-shard e2e row's byte rate:
+#      the same write discipline with no broker, so e2e latency can be read against it
 # Run it on a quiet machine (no fuzzers, no builds): the figures are only as good as that.
 #   perf/run-report.sh OUTDIR        (e.g. perf/results/2026-11-30)
 # Env: DURATION (default 8) seconds per row, E2E_LINGER (default 0 ms), TIDEWATER (broker binary),
-#      DATA (scratch dir).
+#      DATA (scratch dir; the one-shard matrix keeps about 60 GB there until it ends),
+#      BROKER_SET (broker settings, space-separated k=v). Retention to save space is not a good
+#      idea: deleting segments under load stalls appends (1.2-1.4 s maxima seen) and the consume
+#      rows read from the start of topics that retention is cutting.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.."
@@ -22,12 +27,23 @@ export E2E_LINGER="${E2E_LINGER:-0}"
 data="${DATA:-$(mktemp -d /tmp/tidewater-report-XXXX)}"
 port=19592
 pid=""
-stop_broker() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
+stop_broker() { # keeps going (and keeps the broker's log) if the broker had died
+  if [ -n "$pid" ] && ! kill "$pid" 2>/dev/null; then
+    echo "the broker had exited before the end of its matrix: log in $out/broker-died.log" >&2
+    cp "$data/broker/broker.log" "$out/broker-died.log" 2>/dev/null || true
+  fi
+  [ -n "$pid" ] && { wait "$pid" 2>/dev/null || true; }
+  pid=""
+}
 trap stop_broker EXIT
 start_broker() { # cpus cores
   rm -rf "$data/broker"; mkdir -p "$data/broker"
+  local sets=()
+  for kv in ${BROKER_SET:-}; do
+    sets+=(--set "$kv")
+  done
   taskset -c "$1" "$broker_bin" serve --data-dir "$data/broker/data" --listen "127.0.0.1:$port" \
-    --cores "$2" > "$data/broker/broker.log" 2>&1 &
+    --cores "$2" "${sets[@]}" > "$data/broker/broker.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
@@ -60,5 +76,13 @@ echo "=== 3. two shards, both CPUs" >&2
 start_broker 0-1 2
 BROKER_PID=$pid "$here/run-matrix.sh" "127.0.0.1:$port" "$out/matrix-2shard"
 stop_broker
+
+echo "=== 4. the disk's acks=all latency floor at the e2e rows' rates" >&2
+for e2e in "$out"/matrix-1shard/e2e-*.json; do
+  [ -e "$e2e" ] || continue
+  mbps=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mb_per_sec'])" "$e2e")
+  python3 "$here/ack-floor.py" --dir "$data" --mb-per-sec "$mbps" --seconds "$DURATION" \
+    > "$out/ack-floor-$(basename "$e2e")" || echo "ack-floor.py failed for $e2e" >&2
+done
 rm -rf "$data"
-echo "results in $out (baseline.json, matrix-1shard/, matrix-2shard/, flame-*)" >&2
+echo "results in $out (baseline.json, matrix-1shard/, matrix-2shard/, flame-*, ack-floor-*)" >&2
