@@ -236,11 +236,22 @@ impl DmaIo {
     /// Works around glommio #605/#670 on this kind of disk: the first DMA read on a device must
     /// hit a non-empty file, or glommio caches a wrong "iopoll supported" and later reads fail
     /// with EOPNOTSUPP. Call once per executor before opening segments.
+    ///
+    /// Every shard primes itself at start (glommio keeps the result per thread), possibly at
+    /// the same moment: the file is made whole under a name of this thread's own and renamed
+    /// into place, so no shard can read it empty or half-written (rewritten in place, one
+    /// shard could truncate it under another's probe).
     pub async fn prime(data_dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(data_dir)?;
         let path: PathBuf = data_dir.join(".tidewater-prime");
         if std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < ALIGN {
-            std::fs::write(&path, vec![0x5au8; ALIGN as usize])?;
+            let thread: String = format!("{:?}", std::thread::current().id())
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            let tmp = data_dir.join(format!(".tidewater-prime.{}.{thread}", std::process::id()));
+            std::fs::write(&tmp, vec![0x5au8; ALIGN as usize])?;
+            std::fs::rename(&tmp, &path)?;
         }
         let f = DmaFile::open(&path).await.map_err(to_io)?;
         let _ = f.read_at(0, ALIGN as usize).await.map_err(to_io)?;

@@ -25,7 +25,7 @@ use futures::channel::oneshot;
 use futures::FutureExt;
 
 use super::PartitionLog;
-use crate::storage::io::{align_up, SegmentFile};
+use crate::storage::io::{align_up, SegmentFile, ALIGN};
 
 /// Zeros written per piece; small, so a piece in the disk queue delays an append little.
 pub(super) const ZERO_PIECE_BYTES: u64 = 256 << 10;
@@ -33,8 +33,11 @@ pub(super) const ZERO_PIECE_BYTES: u64 = 256 << 10;
 /// How far past the data to keep zeros: `zero_ahead_bytes`, but no more than the segment already
 /// holds (at least one piece), so a quiet partition writes few zeros (at most about as many as
 /// its data) and a busy one reaches the full distance within its first megabytes.
+///
+/// Always whole pages: zero writes are O_DIRECT, and an unaligned distance once made every piece
+/// after the first start mid-page, so the kernel refused them (EINVAL) and zeroing switched off.
 fn zero_ahead_bytes(configured: u64, segment_bytes: u64) -> u64 {
-    configured.min(segment_bytes.max(ZERO_PIECE_BYTES))
+    align_up(configured.min(segment_bytes.max(ZERO_PIECE_BYTES)))
 }
 
 /// A zero write in flight: segment, file range, and a signal when it has completed.
@@ -108,6 +111,10 @@ impl PartitionLog {
             let Some((file, base, start, end)) = pick else {
                 break;
             };
+            debug_assert!(
+                start % ALIGN == 0 && end % ALIGN == 0,
+                "zero pieces are whole pages ({start}..{end}): O_DIRECT refuses anything else"
+            );
             let (tx, rx) = oneshot::channel();
             *self.zero_piece.borrow_mut() = Some(ZeroPiece {
                 base,
@@ -179,5 +186,15 @@ mod tests {
             "never past the setting"
         );
         assert_eq!(zero_ahead_bytes(0, 100 * mib), 0, "off stays off");
+        for size in [1, 4095, 595_557, 3 * mib + 1] {
+            let ahead = zero_ahead_bytes(8 * mib, size);
+            assert_eq!(ahead % ALIGN, 0, "whole pages for a {size}-byte segment");
+            assert!(ahead >= size.min(8 * mib), "at least as much as the data");
+        }
+        assert_eq!(
+            zero_ahead_bytes(5000, 100 * mib),
+            8192,
+            "a setting off the page rounds up"
+        );
     }
 }
