@@ -225,13 +225,39 @@ impl Shard {
             return Some(f(self.clone()).await);
         }
         let (tx, rx) = futures::channel::oneshot::channel();
+        let origin = self.id;
         let msg: ShardMsg = Box::new(move |shard: &Rc<Shard>| {
             let fut = f(shard.clone());
+            let shard = shard.clone();
             Box::pin(async move {
-                let _ = tx.send(fut.await);
+                let value = fut.await;
+                shard.reply_to(origin, tx, value).await;
             })
         });
         self.send_to(target, msg).await;
         rx.await.ok()
+    }
+
+    /// Completes `tx`, whose receiver waits on shard `origin`, with `value`. Not by sending on
+    /// `tx` here: that wakes the waiting task from this thread, and glommio 0.9's
+    /// wake-from-another-thread path frees a waker twice under load (the two-shard abort in
+    /// ARCHITECTURE.md). The value rides the mesh back and `tx` completes on `origin`'s own
+    /// thread, so no waker crosses threads. (If `origin` has stopped, the message and `tx` are
+    /// dropped here: shutdown only.)
+    pub async fn reply_to<R: Send + 'static>(
+        self: &Rc<Self>,
+        origin: usize,
+        tx: futures::channel::oneshot::Sender<R>,
+        value: R,
+    ) {
+        if origin == self.id {
+            let _ = tx.send(value);
+            return;
+        }
+        let msg: ShardMsg = Box::new(move |_: &Rc<Shard>| {
+            let _ = tx.send(value);
+            Box::pin(async {})
+        });
+        self.send_to(origin, msg).await;
     }
 }

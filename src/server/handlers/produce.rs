@@ -183,6 +183,7 @@ pub async fn dispatch(shard: &Rc<Shard>, ctx: RequestCtx, req: ProduceRequest) -
             outcomes[pos] = Some(PartitionOutcome::err(ErrorCode::UnknownTopicOrPartition));
         }
         let now = now_ms();
+        let origin = shard.id;
         for (target, work) in groups {
             let (tx, rx) = futures::channel::oneshot::channel();
             let msg: ShardMsg = Box::new(move |s: &Rc<Shard>| {
@@ -193,12 +194,14 @@ pub async fn dispatch(shard: &Rc<Shard>, ctx: RequestCtx, req: ProduceRequest) -
                         (pos, stage(s, &topic, partition, records, now))
                     })
                     .collect();
+                let s = s.clone();
                 async move {
                     let mut out = Vec::with_capacity(staged.len());
                     for (pos, fut) in staged {
                         out.push((pos, fut.await));
                     }
-                    let _ = tx.send(out);
+                    // Back through the mesh: no waker may be woken from this thread.
+                    s.reply_to(origin, tx, out).await;
                 }
                 .boxed_local()
             });
