@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On demand: a two-shard broker built with AddressSanitizer (nightly) under cross-shard load, to
-# catch the double free seen in glommio's foreign-wake path (ARCHITECTURE.md, "Known open bug").
+# catch memory errors across shards such as the double free once seen in glommio's foreign-wake
+# path (ARCHITECTURE.md, "No waker crosses threads").
 # Rounds of: 1-partition 100 B produce (acks 1, then all: every request from a connection on the
 # other shard hops across), 16-partition 1 KiB acks=all produce, 100 B e2e with 4 consumers.
 # Exits 1 on an ASan report or if the broker dies.
