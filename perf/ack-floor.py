@@ -76,8 +76,7 @@ class Partition:
             start = self.flushed - self.flushed % PAGE
             end = self.flushed + new
             length = (end - start + PAGE - 1) // PAGE * PAGE
-            if end + PAGE > self.reserve:  # wrap: stay inside the preallocated segment
-                start, self.flushed, length = 0, 0, (new + PAGE - 1) // PAGE * PAGE
+            assert start + length <= self.reserve, "main() reserves every byte the run appends"
             t0 = time.monotonic()
             pos = 0
             while pos < length:

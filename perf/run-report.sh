@@ -9,10 +9,8 @@
 # Run it on a quiet machine (no fuzzers, no builds): the figures are only as good as that.
 #   perf/run-report.sh OUTDIR        (e.g. perf/results/2026-11-30)
 # Env: DURATION (default 8) seconds per row, E2E_LINGER (default 0 ms), TIDEWATER (broker binary),
-#      DATA (scratch dir; the one-shard matrix keeps about 60 GB there until it ends),
-#      BROKER_SET (broker settings, space-separated k=v). Retention to save space is not a good
-#      idea: deleting segments under load stalls appends (1.2-1.4 s maxima seen) and the consume
-#      rows read from the start of topics that retention is cutting.
+#      DATA (scratch dir; the one-shard matrix keeps about 60 GB there until it ends; retention
+#      to save space would cut the topics the consume rows read from the start).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/.."
@@ -38,12 +36,8 @@ stop_broker() { # keeps going (and keeps the broker's log) if the broker had die
 trap stop_broker EXIT
 start_broker() { # cpus cores
   rm -rf "$data/broker"; mkdir -p "$data/broker"
-  local sets=()
-  for kv in ${BROKER_SET:-}; do
-    sets+=(--set "$kv")
-  done
   taskset -c "$1" "$broker_bin" serve --data-dir "$data/broker/data" --listen "127.0.0.1:$port" \
-    --cores "$2" "${sets[@]}" > "$data/broker/broker.log" 2>&1 &
+    --cores "$2" > "$data/broker/broker.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0

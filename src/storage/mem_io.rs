@@ -218,6 +218,22 @@ impl MemIo {
         let generation = fs.generation.get();
         MemIo(fs, generation)
     }
+
+    /// Metadata operations take effect after a yield, as on the real disk where they run on
+    /// another thread: other tasks run first, and a crash meanwhile loses them.
+    fn after_yield(
+        &self,
+        effect: impl FnOnce(&MemFs) + 'static,
+    ) -> LocalBoxFuture<'static, io::Result<()>> {
+        let (fs, generation) = (self.0.clone(), self.1);
+        async move {
+            futures_lite::future::yield_now().await;
+            fs.check_live(generation)?;
+            effect(&fs);
+            Ok(())
+        }
+        .boxed_local()
+    }
 }
 
 impl StorageIo for MemIo {
@@ -256,31 +272,21 @@ impl StorageIo for MemIo {
         Ok(())
     }
 
-    // Metadata operations take effect after a yield, as on the real disk where they run on
-    // another thread: other tasks run first, and a crash meanwhile loses them.
     fn remove_file(&self, path: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
-        let (fs, generation, path) = (self.0.clone(), self.1, path.to_path_buf());
-        async move {
-            futures_lite::future::yield_now().await;
-            fs.check_live(generation)?;
+        let path = path.to_path_buf();
+        self.after_yield(move |fs| {
             fs.files.borrow_mut().remove(&path);
             fs.small.borrow_mut().remove(&path);
-            Ok(())
-        }
-        .boxed_local()
+        })
     }
 
     fn remove_dir_all(&self, dir: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
-        let (fs, generation, dir) = (self.0.clone(), self.1, dir.to_path_buf());
-        async move {
-            futures_lite::future::yield_now().await;
-            fs.check_live(generation)?;
+        let dir = dir.to_path_buf();
+        self.after_yield(move |fs| {
             fs.files.borrow_mut().retain(|p, _| !p.starts_with(&dir));
             fs.small.borrow_mut().retain(|p, _| !p.starts_with(&dir));
             fs.dirs.borrow_mut().retain(|p| !p.starts_with(&dir));
-            Ok(())
-        }
-        .boxed_local()
+        })
     }
 
     fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
@@ -288,14 +294,9 @@ impl StorageIo for MemIo {
     }
 
     fn write_small(&self, path: &Path, data: &[u8]) -> LocalBoxFuture<'static, io::Result<()>> {
-        let (fs, generation) = (self.0.clone(), self.1);
         let (path, data) = (path.to_path_buf(), data.to_vec());
-        async move {
-            futures_lite::future::yield_now().await;
-            fs.check_live(generation)?;
+        self.after_yield(move |fs| {
             fs.small.borrow_mut().insert(path, data);
-            Ok(())
-        }
-        .boxed_local()
+        })
     }
 }
