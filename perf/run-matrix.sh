@@ -17,6 +17,8 @@
 #                   connection measures round trips rather than the broker)
 #        E2E_RATE   fixed e2e rate (msgs/s) instead of 50% of the measured max
 #        E2E_LINGER linger (ms) of the open-loop e2e producers (default 5, Kafka's default)
+#        PRODUCE_RATE open-loop rate (msgs/s) for the produce rows instead of closed loop (the
+#                   same offered load for every broker; the e2e rows then run at half of it)
 #        TOPIC_PREFIX topic name prefix (default: m<random>, fresh topics per run)
 #        BROKER_PID the broker's pid: its peak RSS is sampled (every 0.2 s) during each row
 #        PLOTS=0    skip the plots
@@ -66,7 +68,8 @@ for size in 100 1024; do
   for parts in 1 16; do
     for acks in 1 all; do
       run "produce-acks$acks-${size}B-${parts}p" produce --topic "$prefix-$size-$parts" --partitions "$parts" \
-        --message-size "$size" --acks "$acks" --producers "$producers" --duration "$dur" --warmup "$warm"
+        --message-size "$size" --acks "$acks" --producers "$producers" --duration "$dur" --warmup "$warm" \
+        ${PRODUCE_RATE:+--rate "$PRODUCE_RATE"}
     done
   done
 done

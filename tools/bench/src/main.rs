@@ -171,11 +171,14 @@ fn wall_now_ns() -> u64 {
 /// The generator's own responsiveness: a task on the same runtime as the producers and
 /// consumers that wakes on a 1 ms grid and records how late each tick ran. A busy or
 /// descheduled generator shows here, so its latency figures can be judged against it.
-async fn lag_probe(st: Arc<Stats>) {
+///
+/// Ticks until the end of the run, or until `finished` (a `--to-end` consume can finish early:
+/// the run must not wait out its whole duration for the probe).
+async fn lag_probe(st: Arc<Stats>, finished: Arc<AtomicBool>) {
     const TICK: Duration = Duration::from_millis(1);
     let mut hist = LocalHist::new(Lat::Lag);
     let mut due = Instant::now() + TICK;
-    while due < st.end {
+    while due < st.end && !finished.load(Ordering::Relaxed) {
         precise::sleep_until(due).await;
         let now = Instant::now();
         if st.in_window(due) {
@@ -803,7 +806,9 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     plan.stats = Arc::new(Stats::new(start, warmup, duration));
     plan.wall0 = wall_now_ns();
     let plan = Arc::new(plan);
-    let lag = (!args.dry_run).then(|| tokio::spawn(lag_probe(plan.stats.clone())));
+    let finished = Arc::new(AtomicBool::new(false));
+    let lag =
+        (!args.dry_run).then(|| tokio::spawn(lag_probe(plan.stats.clone(), finished.clone())));
     let mut producers = Vec::new();
     if matches!(args.mode, Mode::Produce | Mode::E2e) {
         for i in 0..args.producers {
@@ -835,6 +840,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
             Err(e) => failure = failure.or(Some(anyhow!("task failed: {e}"))),
         }
     }
+    finished.store(true, Ordering::Relaxed);
     if let Some(l) = lag {
         let _ = l.await;
     }

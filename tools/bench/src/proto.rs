@@ -243,12 +243,26 @@ impl Conn {
     }
 
     pub async fn metadata(&mut self, topic: &str) -> anyhow::Result<MetadataResponse> {
+        self.metadata_request(topic, false).await
+    }
+
+    /// Metadata asking the broker to create a missing topic itself (Kafka's
+    /// `auto.create.topics.enable`; the broker picks the partition count).
+    pub async fn metadata_auto_create(&mut self, topic: &str) -> anyhow::Result<MetadataResponse> {
+        self.metadata_request(topic, true).await
+    }
+
+    async fn metadata_request(
+        &mut self,
+        topic: &str,
+        auto_create: bool,
+    ) -> anyhow::Result<MetadataResponse> {
         let v = self.versions.metadata;
         let mut t = metadata_request::MetadataRequestTopic::default();
         t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
         let req = MetadataRequest::default()
             .with_topics(Some(vec![t]))
-            .with_allow_auto_topic_creation(false);
+            .with_allow_auto_topic_creation(auto_create);
         self.call(ApiKey::Metadata, v, &req).await
     }
 
@@ -400,7 +414,7 @@ pub async fn discover(
             }
             if ready && leaders.iter().all(|l| !l.is_empty()) {
                 if let Some(want) = create {
-                    if want != n && !created {
+                    if want != n {
                         eprintln!("note: topic {topic} exists with {n} partitions (not {want})");
                     }
                 }
@@ -414,6 +428,17 @@ pub async fn discover(
                 bail!("topic {topic} does not exist; pass --partitions N to create it");
             };
             let controller = brokers.get(&md.controller_id.0).cloned();
+            if conn.versions.create_topics < 0 {
+                // A broker without CreateTopics (librdkafka's mock cluster, for one) may still
+                // create topics on a Metadata request that allows it.
+                eprintln!(
+                    "note: the broker has no CreateTopics; asking it to auto-create {topic} \
+                     (it picks the partition count)"
+                );
+                conn.metadata_auto_create(topic).await?;
+                created = true;
+                continue;
+            }
             match controller {
                 Some(addr) if addr != conn.addr => {
                     Conn::connect(&addr)
