@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything behind perf/RESULTS.md in one run on a 2-core machine:
-#   1. the machine's ceilings (baseline.sh: fio, iperf3)
+#   1. the machine's ceilings (baseline.sh: fio, iperf3), and the generator's own (--dry-run)
 #   2. the matrix against one shard pinned to CPU 0, the generator pinned to CPU 1, with the
 #      broker's peak RSS per row, and a flamegraph during 1 KiB acks=all produce
 #   3. the matrix against two shards (both CPUs, generator unpinned)
@@ -54,6 +54,15 @@ if [ "${SKIP_BASELINE:-0}" != 1 ] || [ ! -s "$out/baseline.json" ]; then
     || { echo "baseline.sh produced no JSON" >&2; exit 1; }
 fi
 
+echo "=== 1b. the generator's own ceiling (--dry-run: encodes and frames, no broker; CPU 1)" >&2
+for size in 100 1024; do
+  for parts in 1 16; do
+    taskset -c 1 "$bench" produce --dry-run --message-size "$size" --partitions "$parts" \
+      --duration "$DURATION" --warmup 1 --quiet --json "$out/generator-dry-run-${size}B-${parts}p.json" \
+      > /dev/null || echo "dry run failed for ${size} B ${parts} p" >&2
+  done
+done
+
 echo "=== 2. one shard on CPU 0, generator on CPU 1" >&2
 start_broker 0 1
 BENCH_CPU=1 BROKER_PID=$pid "$here/run-matrix.sh" "127.0.0.1:$port" "$out/matrix-1shard"
@@ -79,4 +88,4 @@ for e2e in "$out"/matrix-1shard/e2e-*.json; do
     > "$out/ack-floor-$(basename "$e2e")" || echo "ack-floor.py failed for $e2e" >&2
 done
 rm -rf "$data"
-echo "results in $out (baseline.json, matrix-1shard/, matrix-2shard/, flame-*, ack-floor-*)" >&2
+echo "results in $out (baseline.json, generator-dry-run-*, matrix-1shard/, matrix-2shard/, flame-*, ack-floor-*)" >&2

@@ -862,6 +862,8 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         mode: format!("{:?}", args.mode).to_lowercase(),
         messages: st.messages.load(Ordering::Relaxed),
         bytes: st.bytes.load(Ordering::Relaxed),
+        messages_total: st.seen_messages.load(Ordering::Relaxed),
+        bytes_total: st.seen_bytes.load(Ordering::Relaxed),
         seconds,
         errors: st.errors.load(Ordering::Relaxed),
         unsent: st.unsent.load(Ordering::Relaxed),

@@ -207,6 +207,10 @@ pub struct Report {
     pub mode: String,
     pub messages: u64,
     pub bytes: u64,
+    /// Everything completed over the whole run: warm-up and acknowledgements that arrived after
+    /// the window included (what a consumer of the topic reads back).
+    pub messages_total: u64,
+    pub bytes_total: u64,
     pub seconds: f64,
     pub errors: u64,
     pub unsent: u64,
@@ -260,6 +264,8 @@ impl Report {
             "mode": self.mode,
             "messages": self.messages,
             "bytes": self.bytes,
+            "messages_total": self.messages_total,
+            "bytes_total": self.bytes_total,
             "seconds": self.seconds,
             "msgs_per_sec": self.messages as f64 / secs,
             "mb_per_sec": self.bytes as f64 / secs / 1e6,
@@ -366,6 +372,8 @@ mod tests {
             mode: "produce".into(),
             messages: 2_000_000,
             bytes: 200_000_000,
+            messages_total: 2_500_000,
+            bytes_total: 250_000_000,
             seconds: 2.0,
             errors: 3,
             unsent: 0,
@@ -390,6 +398,8 @@ mod tests {
         assert_eq!(j["msgs_per_sec"], 1_000_000.0);
         assert_eq!(j["mb_per_sec"], 100.0);
         assert_eq!(j["errors"], 3);
+        assert_eq!(j["messages_total"], 2_500_000);
+        assert_eq!(j["bytes_total"], 250_000_000);
         let l = &j["latency_ms"];
         let near = |v: &serde_json::Value, want: f64| {
             let v = v.as_f64().expect("number");
