@@ -6,6 +6,8 @@
 #   3. the matrix against two shards (both CPUs, generator unpinned)
 #   4. the disk's own acks=all latency floor (ack-floor.py) at each one-shard e2e row's byte rate:
 #      the same write discipline with no broker, so e2e latency can be read against it
+#   5. REPORT.md (perf/report.py): every figure beside the ceilings of this run as a ratio, the
+#      generator's ceiling, the targets checked, the floors and the flamegraph's top
 # Run it on a quiet machine (no fuzzers, no builds): the figures are only as good as that.
 #   perf/run-report.sh OUTDIR        (e.g. perf/results/2026-11-30)
 # Env: DURATION (default 8) seconds per row, E2E_LINGER (default 0 ms), TIDEWATER (broker binary),
@@ -88,4 +90,6 @@ for e2e in "$out"/matrix-1shard/e2e-*.json; do
     > "$out/ack-floor-$(basename "$e2e")" || echo "ack-floor.py failed for $e2e" >&2
 done
 rm -rf "$data"
-echo "results in $out (baseline.json, generator-dry-run-*, matrix-1shard/, matrix-2shard/, flame-*, ack-floor-*)" >&2
+echo "=== 5. REPORT.md: every figure beside this run's ceilings, and the targets" >&2
+python3 "$here/report.py" "$out" >&2
+echo "results in $out (REPORT.md, baseline.json, generator-dry-run-*, matrix-1shard/, matrix-2shard/, flame-*, ack-floor-*)" >&2
