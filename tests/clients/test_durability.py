@@ -108,11 +108,14 @@ def run_stream_with(broker, topic, partitions, conf, disturb):
     return acked, failed, got
 
 
-def test_kill9_during_acks_all_stream_keeps_every_acknowledged_message(broker, topic):
-    """Plain (non-idempotent) acks=all: every acknowledged value is at its acknowledged offset.
+@pytest.mark.parametrize("acks", ["all", "1"])
+def test_kill9_during_acks_all_stream_keeps_every_acknowledged_message(broker, topic, acks):
+    """Plain (non-idempotent) acks=all, and acks=1 (answered only once the local write is
+    durable, as README says): every acknowledged value is at its acknowledged offset.
     (Kafka allows an unacknowledged retry to be stored twice, so only acknowledged records are
     held to exactly-once.)"""
-    acked, failed, got = run_stream_with(broker, topic, 3, {"enable.idempotence": False, "retries": 10},
+    acked, failed, got = run_stream_with(broker, topic, 3, {"enable.idempotence": False, "retries": 10,
+                                                            "acks": acks},
                                          broker.crash_restart)
     stored = {(m.partition(), m.offset()): m.value() for m in got}
     missing = [(p, o, v) for p, o, v in acked if stored.get((p, o)) != v]
