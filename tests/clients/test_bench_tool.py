@@ -70,7 +70,6 @@ def exact_round_trip(tmp_path, bootstrap, topic):
     assert e["mode"] == "e2e" and e["errors"] == 0 and e["messages"] >= 9_000
     # End to end includes a fetch round trip after the produce: never below zero, never absurd.
     assert 0 < e["latency_ms"]["p50"] < 5_000
-    return p, c
 
 
 def test_bench_exact_counts_against_tidewater(broker_1core, tmp_path, topic):

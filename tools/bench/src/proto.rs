@@ -242,17 +242,9 @@ impl Conn {
         decode_response(key, version, corr, body)
     }
 
-    pub async fn metadata(&mut self, topic: &str) -> anyhow::Result<MetadataResponse> {
-        self.metadata_request(topic, false).await
-    }
-
-    /// Metadata asking the broker to create a missing topic itself (Kafka's
+    /// Metadata for `topic`; with `auto_create` the broker may create it if missing (Kafka's
     /// `auto.create.topics.enable`; the broker picks the partition count).
-    pub async fn metadata_auto_create(&mut self, topic: &str) -> anyhow::Result<MetadataResponse> {
-        self.metadata_request(topic, true).await
-    }
-
-    async fn metadata_request(
+    pub async fn metadata(
         &mut self,
         topic: &str,
         auto_create: bool,
@@ -384,7 +376,7 @@ pub async fn discover(
     let versions = conn.versions.clone();
     let mut created = false;
     for _ in 0..100 {
-        let md = conn.metadata(topic).await?;
+        let md = conn.metadata(topic, false).await?;
         let brokers: HashMap<i32, String> = md
             .brokers
             .iter()
@@ -435,7 +427,7 @@ pub async fn discover(
                     "note: the broker has no CreateTopics; asking it to auto-create {topic} \
                      (it picks the partition count)"
                 );
-                conn.metadata_auto_create(topic).await?;
+                conn.metadata(topic, true).await?;
                 created = true;
                 continue;
             }
