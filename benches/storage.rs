@@ -1,5 +1,6 @@
 //! Storage engine on the real disk: durable append (group commit) at several batch sizes, with
-//! and without fdatasync, recovery scan speed, and reads from the cache vs from disk.
+//! and without fdatasync, into a new log and in steady state under retention (recycled
+//! segment files), recovery scan speed, and reads from the cache vs from disk.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -75,15 +76,47 @@ fn base_config() -> LogConfig {
     c
 }
 
+/// Segment size of the steady-state runs (`recycle`), retention twice that: retention deletes
+/// as much as is appended, and every new segment reuses a retired file. Large segments, as in
+/// production (1 GiB by default), so sealing one (trim, sync, index files) costs little per
+/// byte. `TIDEWATER_BENCH_STEADY_SEGMENT_BYTES` overrides it.
+fn steady_segment_bytes() -> u64 {
+    env_num("TIDEWATER_BENCH_STEADY_SEGMENT_BYTES").unwrap_or(256 << 20)
+}
+/// Segments appended before the clock starts in steady-state runs: retention and the pool are
+/// full, and the active segment already reuses a file.
+const STEADY_WARMUP_SEGMENTS: u64 = 5;
+/// Segments appended under the clock at least: criterion, seeing each sample's untimed warm-up,
+/// asks for few appends, so the time of this many is scaled down to its `n`.
+const STEADY_TIMED_SEGMENTS_MIN: u64 = 4;
+/// Retention runs (inline, as the shard's periodic task would) after this many bytes.
+const STEADY_TICK_BYTES: u64 = 8 << 20;
+
 /// Appends `iters` batches with `concurrency` appends in flight; returns the time taken.
-fn appends(dir: &Path, size: usize, iters: u64, concurrency: usize, durable: bool) -> Duration {
+/// `recycle`: a log in steady state under retention, whose new segments reuse retired files
+/// (appends overwrite written blocks); otherwise a new log, appending into fresh blocks.
+fn appends(
+    dir: &Path,
+    size: usize,
+    iters: u64,
+    concurrency: usize,
+    durable: bool,
+    recycle: bool,
+) -> Duration {
     let dir = dir.to_path_buf();
     run(|| async move {
         let env = StorageEnv::dma(&dir, 64 << 20).await.expect("env");
-        let cfg = LogConfig {
+        let mut cfg = LogConfig {
             flush_ms: if durable { None } else { Some(1000) },
             ..base_config()
         };
+        if recycle {
+            cfg.segment_bytes_max = steady_segment_bytes();
+            cfg.retention_ms = -1;
+            cfg.retention_bytes = 2 * steady_segment_bytes() as i64;
+            cfg.recycled_segments_max = env_num("TIDEWATER_BENCH_RECYCLED_SEGMENTS").unwrap_or(1);
+        }
+        let cfg_recycled = cfg.recycled_segments_max;
         let log = PartitionLog::open(
             &env,
             &dir.join(format!("a-{}", rand::random::<u32>())),
@@ -94,24 +127,50 @@ fn appends(dir: &Path, size: usize, iters: u64, concurrency: usize, durable: boo
         .expect("open");
         let b = batch(size);
         let h = validate_batches(&b, 64 << 20).expect("valid");
-        let start = Instant::now();
+        let tick_every = (STEADY_TICK_BYTES / size as u64).max(1);
         // A sliding window, as a producer with `concurrency` requests in flight: the next
         // append goes in as soon as the oldest is durable, so flush rounds never run dry.
         let mut pending: std::collections::VecDeque<tidewater::storage::Appended> =
             std::collections::VecDeque::with_capacity(concurrency);
-        for _ in 0..iters {
+        let (warmup, timed) = if recycle {
+            let per_segment = steady_segment_bytes() / size as u64;
+            (
+                STEADY_WARMUP_SEGMENTS * per_segment,
+                iters.max(STEADY_TIMED_SEGMENTS_MIN * per_segment),
+            )
+        } else {
+            (0, iters)
+        };
+        let mut start = Instant::now();
+        for i in 0..warmup + timed {
+            if i == warmup {
+                // The clock starts on an empty pipeline, as for a new log.
+                for a in pending.drain(..) {
+                    a.durable().await.expect("durable");
+                }
+                start = Instant::now();
+            }
             if pending.len() == concurrency {
                 if let Some(a) = pending.pop_front() {
                     a.durable().await.expect("durable");
                 }
             }
             pending.push_back(log.append(b.clone(), &h, 0).expect("append"));
+            if recycle && i % tick_every == 0 {
+                log.tick(0).await.expect("retention");
+            }
         }
         for a in pending.drain(..) {
             a.durable().await.expect("durable");
         }
         log.flush().await.expect("flush");
-        let t = start.elapsed();
+        let t = start.elapsed().mul_f64(iters as f64 / timed as f64);
+        if recycle && cfg_recycled > 0 {
+            assert!(
+                log.segments_reused() > 0,
+                "steady state reuses segment files"
+            );
+        }
         log.remove().await.expect("remove");
         t
     })
@@ -159,15 +218,20 @@ fn bench_append(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("durable_one_at_a_time", size),
             &size,
-            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 1, true)),
+            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 1, true, false)),
         );
         g.bench_with_input(
             BenchmarkId::new("durable_group_commit_64_in_flight", size),
             &size,
-            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 64, true)),
+            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 64, true, false)),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("durable_group_commit_64_in_flight_recycled", size),
+            &size,
+            |b, s| b.iter_custom(|n| appends(tmp.path(), *s, n, 64, true, true)),
         );
         g.bench_with_input(BenchmarkId::new("no_fdatasync", size), &size, |b, s| {
-            b.iter_custom(|n| appends(tmp.path(), *s, n, 64, false))
+            b.iter_custom(|n| appends(tmp.path(), *s, n, 64, false, false))
         });
     }
     g.finish();

@@ -344,6 +344,83 @@ fn retention_by_size_keeps_the_newest_bytes() {
     });
 }
 
+/// Retention hands deleted segment files to new segments, whose stale batches lie right past
+/// the new data. With 1 KiB batches the new data ends on a page boundary (no zero padding after
+/// it) where a stale batch starts, so only the offset check stands between a crash and serving
+/// it: after the crash the log must end exactly where the acknowledged data does.
+#[test]
+fn recycled_segment_files_never_resurrect_stale_batches() {
+    both_backends(|backend, dir| {
+        run(|| async {
+            let env = backend.env().await;
+            // 954 value bytes make a 1,024-byte batch: four fill a page exactly.
+            let len = batch(&[vec![0u8; 954]], 0).len() as u64;
+            assert_eq!(len, 1024);
+            let mut cfg = config(8 * len);
+            cfg.retention_ms = -1;
+            cfg.retention_bytes = (16 * len) as i64;
+            cfg.recycled_segments_max = 1;
+            let log = PartitionLog::open(&env, &dir, cfg.clone(), 0)
+                .await
+                .expect("open");
+            let mut expected = BTreeMap::new();
+            for i in 0..44i64 {
+                let b = batch(&[vec![i as u8; 954]], i);
+                let at = append(&log, &b, 0).await.expect("append");
+                assert_eq!(at, i);
+                expected.insert(at, stored(&b, at));
+                log.tick(1).await.expect("tick");
+                assert!(log.recycled_segment_files() <= 1, "the pool is bounded");
+            }
+            // Segments 24, 32 and 40 took the files retention retired from 0, 8 and 16.
+            assert_eq!(
+                log.segments_reused(),
+                3,
+                "new segments reused retired files"
+            );
+            let active = dir.join(format!("{:020}.log", 40));
+            let file_len = match &backend {
+                Backend::Mem(fs) => fs.file_bytes(&active).expect("active file").len() as u64,
+                Backend::Dma(_) => std::fs::metadata(&active).expect("active file").len(),
+            };
+            assert!(
+                file_len >= 8 * len,
+                "the active segment's file still holds a whole old segment ({file_len} bytes)"
+            );
+            let start = log.log_start_offset().get();
+            log.flush().await.expect("flush");
+            // A crash: no clean close (the in-memory disk keeps only what was synced).
+            drop(log);
+            if let Backend::Mem(fs) = &backend {
+                fs.crash(CrashMode::Drop, &mut StdRng::seed_from_u64(7));
+            }
+            let env = backend.env().await;
+            let log = PartitionLog::open(&env, &dir, cfg, 0)
+                .await
+                .expect("reopen");
+            assert_eq!(
+                log.log_end_offset().get(),
+                44,
+                "the log ends where the data does"
+            );
+            assert_eq!(log.log_start_offset().get(), start);
+            let served = read_all(&log, start).await;
+            let want: Vec<(i64, Vec<u8>)> = expected
+                .range(start..)
+                .map(|(b, v)| (*b, v.clone()))
+                .collect();
+            assert_eq!(fp(&served), fp(&want), "exactly the acknowledged batches");
+            let b = batch(&[b"next".to_vec()], 0);
+            assert_eq!(
+                append(&log, &b, 0).await.expect("append"),
+                44,
+                "no offset reuse"
+            );
+            log.close().await.expect("close");
+        });
+    });
+}
+
 fn seeds() -> Vec<u64> {
     match std::env::var("TIDEWATER_SEED") {
         Ok(s) => vec![s.parse().expect("TIDEWATER_SEED is a number")],
@@ -355,15 +432,27 @@ fn seeds() -> Vec<u64> {
 /// or replaced by garbage; reopen; every acknowledged batch must be there, bit-exact.
 #[test]
 fn crash_simulation_loses_nothing_acknowledged() {
-    for seed in seeds() {
-        let outcome = std::panic::catch_unwind(|| crash_trial(seed));
-        if outcome.is_err() {
-            panic!("crash simulation failed for seed {seed}; replay with TIDEWATER_SEED={seed}");
+    let seeds = seeds();
+    let mut reused = 0;
+    for seed in &seeds {
+        match std::panic::catch_unwind(|| crash_trial(*seed)) {
+            Ok(n) => reused += n,
+            Err(_) => {
+                panic!("crash simulation failed for seed {seed}; replay with TIDEWATER_SEED={seed}")
+            }
         }
+    }
+    if seeds.len() >= 1000 {
+        // The runs must exercise recycled segment files (stale batches past the data).
+        assert!(
+            reused >= 100,
+            "only {reused} segments reused a recycled file"
+        );
     }
 }
 
-fn crash_trial(seed: u64) {
+/// One seeded trial; returns how many new segments reused a recycled file before the crash.
+fn crash_trial(seed: u64) -> u64 {
     let mut rng = StdRng::seed_from_u64(seed);
     let fs = MemFs::new();
     let dir = Path::new("/mem/crash-0");
@@ -374,7 +463,7 @@ fn crash_trial(seed: u64) {
         segment_bytes_max: seg_bytes,
         index_interval_bytes: rng.gen_range(100..4096),
         retention_ms: -1,
-        retention_bytes: if rng.gen_bool(0.2) {
+        retention_bytes: if rng.gen_bool(0.4) {
             rng.gen_range(5_000..40_000)
         } else {
             -1
@@ -389,6 +478,7 @@ fn crash_trial(seed: u64) {
         },
         // Zeroing ahead sometimes off, sometimes reaching past the segment end.
         zero_ahead_bytes: [0, 4096, 12_288, 1 << 20][rng.gen_range(0..4)],
+        recycled_segments_max: rng.gen_range(0..3),
         ..LogConfig::default()
     };
     let sync_fault = rng.gen_bool(0.1);
@@ -396,7 +486,7 @@ fn crash_trial(seed: u64) {
     // One executor for both phases: handles from before the crash fail, like a dead process.
     run(|| async move {
         // Phase 1: work, then stop at an arbitrary point (pending appends are simply abandoned).
-        let (acked, staged) = {
+        let (acked, staged, reused) = {
             let fs = fs.clone();
             let cfg = cfg.clone();
             async move {
@@ -428,7 +518,7 @@ fn crash_trial(seed: u64) {
                             }
                         }
                     }
-                    if rng.gen_bool(0.05) {
+                    if rng.gen_bool(0.15) {
                         let _ = log.tick(op as i64).await;
                     }
                     if rng.gen_bool(0.05) && log.flush().await.is_ok() {
@@ -455,7 +545,7 @@ fn crash_trial(seed: u64) {
                         }
                     }
                 }
-                (acked, staged)
+                (acked, staged, log.segments_reused())
             }
         }
         .await;
@@ -503,8 +593,9 @@ fn crash_trial(seed: u64) {
             );
         }
         .await
-        }
-    });
+        };
+        reused
+    })
 }
 
 /// Real files after a crash (no clean close): truncate and bit-flip the tail of the active

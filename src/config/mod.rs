@@ -122,6 +122,11 @@ pub const PROPERTIES: &[(&str, &str, &str)] = &[
         "Bytes of the active segment written with zeros ahead of the data while the log is not busy, so fdatasync need not commit extent conversions (0: off).",
     ),
     (
+        "tidewater.log.recycled.segments.max",
+        "1",
+        "Segment files deleted by retention kept per partition for reuse by new segments, whose appends then overwrite written blocks (each costs up to log.segment.bytes of disk; 0: off).",
+    ),
+    (
         "log.retention.check.interval.ms",
         "300000",
         "How often retention runs.",
@@ -413,6 +418,7 @@ impl Config {
             max_message_bytes: message_max_bytes,
             flush_round_bytes_max: get::<u64>(p, "tidewater.log.flush.round.bytes")?.max(1),
             zero_ahead_bytes: get(p, "tidewater.log.zero.ahead.bytes")?,
+            recycled_segments_max: get(p, "tidewater.log.recycled.segments.max")?,
         };
         Ok(Config {
             data_dir: PathBuf::from(get::<String>(p, "log.dirs")?),

@@ -81,6 +81,8 @@ pub trait StorageIo {
     fn remove_file(&self, path: &Path) -> LocalBoxFuture<'static, io::Result<()>>;
     /// Removes a directory and everything in it; a missing one is not an error.
     fn remove_dir_all(&self, dir: &Path) -> LocalBoxFuture<'static, io::Result<()>>;
+    /// Renames a file, replacing `to`, durably (directory fsync) before it returns.
+    fn rename(&self, from: &Path, to: &Path) -> LocalBoxFuture<'static, io::Result<()>>;
     fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
     /// Replaces a small file atomically (temp file, fsync, rename, directory fsync).
     fn write_small(&self, path: &Path, data: &[u8]) -> LocalBoxFuture<'static, io::Result<()>>;
@@ -299,6 +301,17 @@ impl StorageIo for DmaIo {
     fn remove_dir_all(&self, dir: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
         let dir = dir.to_path_buf();
         off_shard(move || ignore_not_found(std::fs::remove_dir_all(dir)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        off_shard(move || {
+            std::fs::rename(&from, &to)?;
+            if let Some(dir) = to.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
     }
 
     fn read_small(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {

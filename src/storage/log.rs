@@ -37,6 +37,7 @@ mod flush;
 mod maintenance;
 mod read;
 mod recovery;
+mod recycle;
 mod zero;
 
 /// Shard-wide storage context: the I/O backend and the read-cache budget, shared by every log
@@ -134,6 +135,9 @@ struct State {
     unflushed_messages: u64,
     last_flush_ms: i64,
     roll_requested: bool,
+    /// Retention-deleted `.log` files waiting for reuse (`log/recycle.rs`), at most
+    /// `LogConfig::recycled_segments_max`.
+    recycled: Vec<PathBuf>,
 }
 
 pub struct PartitionLog {
@@ -155,6 +159,8 @@ pub struct PartitionLog {
     /// `truncate_to` is cutting the active segment: no new zero pieces meanwhile.
     zero_hold: Cell<bool>,
     zero_piece: RefCell<Option<zero::ZeroPiece>>,
+    /// New segments that reused a recycled file.
+    segments_reused: Cell<u64>,
 }
 
 fn durable_policy(c: &LogConfig) -> bool {
@@ -187,6 +193,16 @@ impl PartitionLog {
 
     pub fn segment_count(&self) -> usize {
         self.st.borrow().segments.len()
+    }
+
+    /// Segment files waiting in the recycle pool.
+    pub fn recycled_segment_files(&self) -> usize {
+        self.st.borrow().recycled.len()
+    }
+
+    /// How many new segments reused a recycled file (since open).
+    pub fn segments_reused(&self) -> u64 {
+        self.segments_reused.get()
     }
 
     fn check_invariants(st: &State) {

@@ -1,6 +1,7 @@
 //! In-memory storage backend with fault injection, for tests. Each file keeps what a crash
 //! would keep (`durable`: bytes as of the last sync) apart from what reads see now (`data`).
-//! `MemFs::crash` throws the unsynced part away, tears it, or replaces it with garbage.
+//! `MemFs::crash` throws the unsynced part away (an unsynced overwrite reverts to the older
+//! bytes), tears it, or replaces it with garbage.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -61,20 +62,31 @@ impl MemFs {
         for f in self.files.borrow().values() {
             let durable = f.durable.borrow().clone();
             let data = f.data.borrow().clone();
+            // Everything from the first byte that differs from the synced image was written
+            // since the last sync: an extension, or an overwrite of older bytes (a recycled
+            // segment file), which a crash reverts to those older bytes where it drops it.
+            let first = durable
+                .iter()
+                .zip(&data)
+                .position(|(a, b)| a != b)
+                .unwrap_or(durable.len().min(data.len()));
             let mut after = durable.clone();
-            if data.len() > durable.len() {
-                let extra = &data[durable.len()..];
+            if first < data.len() {
+                let unsynced = data.len() - first;
                 match mode {
                     CrashMode::Drop => {}
                     CrashMode::Torn => {
-                        let keep = rng.gen_range(0..=extra.len());
-                        after.extend_from_slice(&extra[..keep]);
+                        let keep = first + rng.gen_range(0..=unsynced);
+                        after = data[..keep].to_vec();
+                        after.extend_from_slice(durable.get(keep..).unwrap_or_default());
                     }
                     CrashMode::Garbage => {
-                        let n = rng.gen_range(0..=extra.len().max(64));
+                        let n = rng.gen_range(0..=unsynced.max(64));
                         let mut g = vec![0u8; n];
                         rng.fill_bytes(&mut g);
+                        after = durable[..first].to_vec();
                         after.extend_from_slice(&g);
+                        after.extend_from_slice(durable.get(first + n..).unwrap_or_default());
                     }
                 }
             }
@@ -286,6 +298,17 @@ impl StorageIo for MemIo {
             fs.files.borrow_mut().retain(|p, _| !p.starts_with(&dir));
             fs.small.borrow_mut().retain(|p, _| !p.starts_with(&dir));
             fs.dirs.borrow_mut().retain(|p| !p.starts_with(&dir));
+        })
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> LocalBoxFuture<'static, io::Result<()>> {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        // Durable at once: the real one syncs the directory before it returns.
+        self.after_yield(move |fs| {
+            let file = fs.files.borrow_mut().remove(&from);
+            if let Some(f) = file {
+                fs.files.borrow_mut().insert(to, f);
+            }
         })
     }
 

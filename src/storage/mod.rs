@@ -80,6 +80,11 @@ pub struct LogConfig {
     /// (unwritten) extents, which makes every fdatasync commit the filesystem journal.
     /// 0 turns it off.
     pub zero_ahead_bytes: u64,
+    /// `.log` files of segments that retention deleted, kept (renamed) to be reused by later
+    /// segments instead of unlinked: appends then overwrite blocks the filesystem has already
+    /// written, which is the disk's fast path (no new extents for fdatasync to commit). Each
+    /// costs up to `segment.bytes` of disk beyond retention. 0 turns it off.
+    pub recycled_segments_max: usize,
 }
 
 impl Default for LogConfig {
@@ -95,6 +100,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             flush_round_bytes_max: 64 << 20,
             zero_ahead_bytes: 8 << 20,
+            recycled_segments_max: 1,
         }
     }
 }

@@ -1,4 +1,5 @@
 """Restarts, kill -9 and connection cuts lose nothing that was acknowledged."""
+import os
 import threading
 import time
 from collections import Counter
@@ -210,3 +211,58 @@ def test_sigterm_is_prompt_with_a_parked_long_poll(broker, topic):
     assert took < 3, f"clean shutdown took {took:.1f}s with a parked fetch"
     broker.start()
     assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"x"]
+
+
+def test_retention_recycles_segment_files_and_kill9_serves_only_acknowledged(broker_factory, topic):
+    """Retention hands deleted segment files to new segments (tidewater.log.recycled.segments.max),
+    so the active segment's file holds stale batches past the new data. After kill -9 the
+    partition holds exactly the acknowledged messages from its log start on (stale ones are
+    never served, to confluent-kafka or kafka-python) and appends continue at the old end."""
+    b = broker_factory(cores=1, extra=["--set", "log.retention.check.interval.ms=100",
+                                       "--set", "tidewater.log.recycled.segments.max=2"])
+    create_topic(b.bootstrap, topic, 1, config={"segment.bytes": "65536", "retention.bytes": "262144"})
+    pdir = os.path.join(b.data, f"{topic}-0")
+
+    def produce_values(start, n):
+        # Small batches, so segments of 64 KiB roll often (a batch never spans two).
+        return produce(b.bootstrap, topic, [{"value": f"{i:08d}".encode() * 75} for i in range(start, start + n)],
+                       acks="all", **{"batch.size": 16384})
+
+    acked = produce_values(0, 1800)
+    deadline = time.time() + 15
+    while time.time() < deadline and not any(n.endswith(".recycle") for n in os.listdir(pdir)):
+        time.sleep(0.1)
+    pool = [n for n in os.listdir(pdir) if n.endswith(".recycle")]
+    assert 1 <= len(pool) <= 2, f"retention fills a bounded pool: {sorted(os.listdir(pdir))}"
+    acked += produce_values(1800, 1800)
+    assert "new segment reuses a recycled file" in b.log(tail=10_000_000), "no segment reused a file"
+    b.crash_restart()
+    c = consumer(b.bootstrap)
+    try:
+        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        c.close()
+    assert [r["offset"] for r in acked] == list(range(len(acked)))
+    assert high == len(acked), f"log end {high} after recovery, {len(acked)} acknowledged"
+    assert 0 < low < high, "retention moved the log start"
+    want = [(r["offset"], r["value"]) for r in acked if r["offset"] >= low]
+    got = consume_all(b.bootstrap, topic, 1, len(want), start=low)
+    assert [(m.offset(), m.value()) for m in got] == want
+
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    kc = KafkaConsumer(bootstrap_servers=b.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+    try:
+        tp = KTP(topic, 0)
+        kc.assign([tp])
+        kc.seek(tp, low)
+        seen = []
+        for m in kc:
+            seen.append((m.offset, m.value))
+            if len(seen) == len(want):
+                break
+    finally:
+        kc.close()
+    assert seen == want, "kafka-python reads the same acknowledged messages"
+    after = produce_values(9_000_000, 1)
+    assert after[0]["offset"] == high, "appends continue at the recovered end"

@@ -271,11 +271,7 @@ impl PartitionLog {
         let file = match file {
             Some(f) => f,
             None => {
-                let f = self
-                    .env
-                    .io
-                    .open(&self.dir.join(segment::file_name(base, "log")))
-                    .await?;
+                let f = self.open_new_segment_file(base).await?;
                 if let Some(seg) = self
                     .st
                     .borrow_mut()

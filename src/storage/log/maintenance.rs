@@ -90,15 +90,15 @@ impl PartitionLog {
             Self::check_invariants(&st);
             removed
         };
-        for seg in &removed {
+        for seg in removed {
             tracing::info!(dir = %self.dir.display(), segment = seg.base_offset, "retention deleted segment");
-            self.remove_segment_files(seg).await?;
+            self.retire_segment(seg).await?;
         }
         self.write_meta(false).await
     }
 
     /// Unlinks a segment's files (off the shard's thread: a large unlink is slow).
-    async fn remove_segment_files(&self, seg: &Segment) -> Result<(), StorageError> {
+    pub(super) async fn remove_segment_files(&self, seg: &Segment) -> Result<(), StorageError> {
         self.env.io.remove_file(&seg.log_path(&self.dir)).await?;
         self.env.io.remove_file(&seg.index_path(&self.dir)).await?;
         self.env

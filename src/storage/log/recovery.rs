@@ -235,6 +235,7 @@ impl PartitionLog {
             seg.file = Some(io.open(&seg.log_path(dir)).await?);
             segments.push(seg);
         }
+        let recycled = super::recycle::load_pool(&*io, dir, config.recycled_segments_max).await?;
         let log_end = segments.last().map(|s| s.next_offset).unwrap_or(0);
         let log_start = meta
             .log_start_offset
@@ -256,6 +257,7 @@ impl PartitionLog {
                 unflushed_messages: 0,
                 last_flush_ms: now_ms,
                 roll_requested: false,
+                recycled,
             }),
             durable_waiters: RefCell::new(Vec::new()),
             data_waiters: RefCell::new(Vec::new()),
@@ -265,6 +267,7 @@ impl PartitionLog {
             zero_failed: Cell::new(false),
             zero_hold: Cell::new(false),
             zero_piece: RefCell::new(None),
+            segments_reused: Cell::new(0),
             closed: Cell::new(false),
         });
         // From now on a crash must be recovered by scanning.
