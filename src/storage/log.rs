@@ -161,6 +161,8 @@ pub struct PartitionLog {
     zero_piece: RefCell<Option<zero::ZeroPiece>>,
     /// New segments that reused a recycled file.
     segments_reused: Cell<u64>,
+    /// Retired segment files being renamed into the recycle pool.
+    recycling: Cell<usize>,
 }
 
 fn durable_policy(c: &LogConfig) -> bool {

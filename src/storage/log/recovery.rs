@@ -268,6 +268,7 @@ impl PartitionLog {
             zero_hold: Cell::new(false),
             zero_piece: RefCell::new(None),
             segments_reused: Cell::new(0),
+            recycling: Cell::new(0),
             closed: Cell::new(false),
         });
         // From now on a crash must be recovered by scanning.

@@ -56,15 +56,24 @@ impl PartitionLog {
     /// Removes a segment retention (or DeleteRecords) dropped: its `.log` goes to the pool
     /// when there is room and nothing else holds it open; otherwise it is unlinked.
     pub(super) async fn retire_segment(&self, seg: Segment) -> Result<(), StorageError> {
-        let room = self.st.borrow().recycled.len() < self.config.recycled_segments_max;
+        // Files on their way into the pool count against its bound: retirements can overlap
+        // (retention in `tick` and DeleteRecords).
+        let room = self.st.borrow().recycled.len() + self.recycling.get()
+            < self.config.recycled_segments_max;
         // The log held the only handle and no longer lists the segment: no reader can get it.
         let unshared = seg.file.as_ref().is_some_and(|f| Rc::strong_count(f) == 1);
         if !(room && unshared && seg.finalized) {
             return self.remove_segment_files(&seg).await;
         }
         let to = pool_path(&self.dir, seg.base_offset);
-        let from = seg.log_path(&self.dir);
-        self.env.io.rename(&from, &to).await?;
+        self.recycling.set(self.recycling.get() + 1);
+        let renamed = self.env.io.rename(&seg.log_path(&self.dir), &to).await;
+        self.recycling.set(self.recycling.get() - 1);
+        if let Err(e) = renamed {
+            // Only an optimisation is lost.
+            tracing::warn!(dir = %self.dir.display(), segment = seg.base_offset, "keeping a segment file for reuse failed: {e}");
+            return self.remove_segment_files(&seg).await;
+        }
         self.env.io.remove_file(&seg.index_path(&self.dir)).await?;
         self.env
             .io
