@@ -64,7 +64,8 @@ fn env_num<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 /// Defaults, except for A/B runs: `TIDEWATER_BENCH_ZERO_AHEAD_BYTES`,
-/// `TIDEWATER_BENCH_FLUSH_ROUND_BYTES`.
+/// `TIDEWATER_BENCH_FLUSH_ROUND_BYTES` (steady-state runs also read
+/// `TIDEWATER_BENCH_RECYCLED_SEGMENTS` and `TIDEWATER_BENCH_STEADY_SEGMENT_BYTES`).
 fn base_config() -> LogConfig {
     let mut c = LogConfig::default();
     if let Some(v) = env_num("TIDEWATER_BENCH_ZERO_AHEAD_BYTES") {

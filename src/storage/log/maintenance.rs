@@ -100,6 +100,11 @@ impl PartitionLog {
     /// Unlinks a segment's files (off the shard's thread: a large unlink is slow).
     pub(super) async fn remove_segment_files(&self, seg: &Segment) -> Result<(), StorageError> {
         self.env.io.remove_file(&seg.log_path(&self.dir)).await?;
+        self.remove_index_files(seg).await
+    }
+
+    /// Unlinks a segment's `.index` and `.timeindex`.
+    pub(super) async fn remove_index_files(&self, seg: &Segment) -> Result<(), StorageError> {
         self.env.io.remove_file(&seg.index_path(&self.dir)).await?;
         self.env
             .io

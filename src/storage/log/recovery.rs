@@ -98,8 +98,9 @@ impl PartitionLog {
             }),
             None => PartitionMeta::default(),
         };
-        let mut bases: Vec<i64> = io
-            .list_dir(dir)?
+        // One listing: segments, and the recycle pool (which nothing below touches).
+        let names = io.list_dir(dir)?;
+        let mut bases: Vec<i64> = names
             .iter()
             .filter_map(|n| n.strip_suffix(".log"))
             .filter_map(|n| n.parse::<i64>().ok())
@@ -235,7 +236,8 @@ impl PartitionLog {
             seg.file = Some(io.open(&seg.log_path(dir)).await?);
             segments.push(seg);
         }
-        let recycled = super::recycle::load_pool(&*io, dir, config.recycled_segments_max).await?;
+        let recycled =
+            super::recycle::load_pool(&*io, dir, &names, config.recycled_segments_max).await?;
         let log_end = segments.last().map(|s| s.next_offset).unwrap_or(0);
         let log_start = meta
             .log_start_offset

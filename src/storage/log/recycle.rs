@@ -31,16 +31,16 @@ fn pool_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(segment::file_name(base, POOL_EXT))
 }
 
-/// Pool files found in `dir` at open: the first `max` are kept (oldest names first), the
-/// rest removed.
+/// Pool files among `names` (the directory's listing at open): the first `max` are kept
+/// (oldest names first), the rest removed.
 pub(super) async fn load_pool(
     io: &dyn StorageIo,
     dir: &Path,
+    names: &[String],
     max: usize,
 ) -> Result<Vec<PathBuf>, StorageError> {
     let suffix = format!(".{POOL_EXT}");
-    let mut found: Vec<PathBuf> = io
-        .list_dir(dir)?
+    let mut found: Vec<PathBuf> = names
         .iter()
         .filter(|n| n.ends_with(&suffix))
         .map(|n| dir.join(n))
@@ -74,11 +74,7 @@ impl PartitionLog {
             tracing::warn!(dir = %self.dir.display(), segment = seg.base_offset, "keeping a segment file for reuse failed: {e}");
             return self.remove_segment_files(&seg).await;
         }
-        self.env.io.remove_file(&seg.index_path(&self.dir)).await?;
-        self.env
-            .io
-            .remove_file(&seg.time_index_path(&self.dir))
-            .await?;
+        self.remove_index_files(&seg).await?;
         self.st.borrow_mut().recycled.push(to);
         Ok(())
     }
