@@ -131,9 +131,15 @@ enum Backend {
 
 impl Backend {
     async fn env(&self) -> StorageEnv {
+        self.env_with_cache(1 << 14).await
+    }
+
+    async fn env_with_cache(&self, cache_bytes_max: usize) -> StorageEnv {
         match self {
-            Backend::Mem(fs) => StorageEnv::memory(fs.clone(), 1 << 14),
-            Backend::Dma(dir) => StorageEnv::dma(dir, 1 << 14).await.expect("dma env"),
+            Backend::Mem(fs) => StorageEnv::memory(fs.clone(), cache_bytes_max),
+            Backend::Dma(dir) => StorageEnv::dma(dir, cache_bytes_max)
+                .await
+                .expect("dma env"),
         }
     }
 }
@@ -145,6 +151,144 @@ fn both_backends(test: impl Fn(Backend, PathBuf) + Copy) {
         Backend::Dma(tmp.path().to_path_buf()),
         tmp.path().join("t-0"),
     );
+}
+
+/// Large appends stage the producer's bytes without copying them: the caller's buffer (several
+/// batches, each saying base offset 0, as producers send them) is never modified, yet every
+/// reader gets the assigned offsets: from the cache (one copy, made by the first reader and then
+/// shared; none at all for a batch whose bytes already say its offset), from disk, after
+/// reopening, and under interval flushing before anything is written. Small appends are copied
+/// at once (their receive buffer is shared with other requests).
+#[test]
+fn staged_batches_keep_the_producer_bytes_and_readers_see_assigned_offsets() {
+    both_backends(|backend, dir| {
+        run(|| async move {
+            let env = backend.env_with_cache(4 << 20).await;
+            let one = batch(&[vec![1u8; 300], vec![2u8; 200]], 10);
+            let two = batch(&[vec![3u8; 70 << 10]], 20);
+            let three = batch(&[vec![4u8; 50], vec![5u8; 60], vec![6u8; 70]], 30);
+            let mut request = one.to_vec();
+            request.extend_from_slice(&two);
+            request.extend_from_slice(&three);
+            let request = Bytes::from(request);
+            let pristine = request.to_vec();
+            let inside = |c: &Bytes| request.as_ptr_range().contains(&c.as_ptr());
+            let headers = validate_batches(&request, 1 << 20).expect("valid");
+            let log = PartitionLog::open(&env, &dir, config(1 << 30), 0)
+                .await
+                .expect("open");
+            let mut expected = Vec::new();
+            for _ in 0..2 {
+                let a = log.append(request.clone(), &headers, 0).expect("append");
+                let base = a.result.base_offset;
+                a.durable().await.expect("durable");
+                let mut at = base;
+                for b in [&one, &two, &three] {
+                    let h = validate_batches(b, 1 << 20).expect("valid")[0];
+                    expected.push((at, stored(b, at)));
+                    at += h.last_offset_delta as i64 + 1;
+                }
+            }
+            assert_eq!(
+                expected.last().map(|e| e.0),
+                Some(9),
+                "6 records per request"
+            );
+            assert_eq!(
+                &request[..],
+                &pristine[..],
+                "the producer's bytes are untouched"
+            );
+            let first = log.read(0, 1 << 20).await.expect("read");
+            let again = log.read(0, 1 << 20).await.expect("read");
+            let got: Vec<(i64, Vec<u8>)> = first
+                .chunks
+                .iter()
+                .map(|c| {
+                    let h = validate_batches(c, 1 << 20).expect("valid")[0];
+                    (h.base_offset, c.to_vec())
+                })
+                .collect();
+            assert_eq!(got, expected, "cached batches carry their assigned offsets");
+            assert!(
+                inside(&first.chunks[0]),
+                "a batch already saying its offset is served from the producer's bytes"
+            );
+            assert!(
+                first.chunks[1..].iter().all(|c| !inside(c)),
+                "the others are served from offset-carrying copies"
+            );
+            assert_eq!(
+                first.chunks.iter().map(|c| c.as_ptr()).collect::<Vec<_>>(),
+                again.chunks.iter().map(|c| c.as_ptr()).collect::<Vec<_>>(),
+                "each copy is made once and shared by later readers"
+            );
+            assert_eq!(
+                &request[..],
+                &pristine[..],
+                "reading leaves the producer's bytes too"
+            );
+            log.close().await.expect("close");
+            let log = PartitionLog::open(&env, &dir, config(1 << 30), 0)
+                .await
+                .expect("reopen");
+            assert_eq!(
+                read_all(&log, 0).await,
+                expected,
+                "from disk after reopening"
+            );
+            log.remove().await.expect("remove");
+
+            // Interval flushing: readable at once, from the cache, before any write.
+            let cfg = LogConfig {
+                flush_ms: Some(60_000),
+                ..config(1 << 30)
+            };
+            let log = PartitionLog::open(&env, &dir, cfg, 0).await.expect("open");
+            for _ in 0..2 {
+                log.append(request.clone(), &headers, 0)
+                    .expect("append")
+                    .durable()
+                    .await
+                    .expect("acknowledged");
+            }
+            assert_eq!(
+                read_all(&log, 0).await,
+                expected,
+                "unwritten, from the cache"
+            );
+            log.flush().await.expect("flush");
+            log.close().await.expect("close");
+            let log = PartitionLog::open(&env, &dir, LogConfig::default(), 0)
+                .await
+                .expect("reopen");
+            assert_eq!(
+                read_all(&log, 0).await,
+                expected,
+                "written by the interval flush"
+            );
+            assert_eq!(
+                &request[..],
+                &pristine[..],
+                "the producer's bytes are untouched"
+            );
+            log.remove().await.expect("remove");
+
+            // A small request is copied at once: the cache never holds its receive buffer.
+            let small = batch(&[vec![7u8; 100]], 40);
+            let log = PartitionLog::open(&env, &dir, config(1 << 30), 0)
+                .await
+                .expect("open");
+            append(&log, &small, 0).await.expect("append");
+            let r = log.read(0, 1 << 20).await.expect("read");
+            assert_eq!(r.chunks.len(), 1);
+            assert_eq!(&r.chunks[0][..], &stored(&small, 0)[..]);
+            assert!(
+                !small.as_ptr_range().contains(&r.chunks[0].as_ptr()),
+                "small appends are copied"
+            );
+        })
+    });
 }
 
 /// Small appends one at a time leave the zeroer room to run between them while the segment is

@@ -10,6 +10,8 @@
 use zerocopy::byteorder::big_endian::{I16, I32, I64, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use bytes::{Bytes, BytesMut};
+
 use super::StorageError;
 
 /// Bytes before `batch_length` counts: base_offset + batch_length.
@@ -197,6 +199,18 @@ pub fn validate_batches(
 /// Rewrites the base offset of the batch at `buf[pos..]`; the CRC does not cover it.
 pub fn set_base_offset(buf: &mut [u8], pos: usize, base_offset: i64) {
     buf[pos..pos + 8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Whether `batch` (whole, at least its 8-byte base offset field) already says `base_offset`.
+pub fn has_base_offset(batch: &[u8], base_offset: i64) -> bool {
+    batch.get(..8) == Some(&base_offset.to_be_bytes()[..])
+}
+
+/// A copy of `batch` carrying `base_offset` (the CRC does not cover the field).
+pub fn with_base_offset(batch: &[u8], base_offset: i64) -> Bytes {
+    let mut out = BytesMut::from(batch);
+    set_base_offset(&mut out, 0, base_offset);
+    out.freeze()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::batch::{self, BatchHeader};
 use super::io::{DmaIo, StorageIo};
 use super::mem_io::{MemFs, MemIo};
 use super::offsets::{assert_ordered, HighWatermark, LogEndOffset, LogStartOffset};
-use super::segment::Segment;
+use super::segment::{Segment, StagedBatch};
 use super::{LogConfig, StorageError};
 
 /// Largest write handed to the disk at once; bigger flushes are split.
@@ -29,6 +29,10 @@ const WRITES_IN_FLIGHT_MAX: usize = 8;
 const PREALLOCATE_STEP_BYTES: u64 = 64 << 20;
 /// A batch longer than this found during recovery is garbage (frames are far smaller).
 pub const RECOVERY_BATCH_BYTES_MAX: usize = 256 << 20;
+/// Appends at least this large are staged without copying (see `append`). A smaller request
+/// shares its receive buffer (64 KiB reads) with others, so copying it bounds what the cache
+/// keeps alive to about twice what it counts.
+const STAGE_WITHOUT_COPY_BYTES_MIN: usize = 64 << 10;
 /// Smallest disk read when serving a fetch from disk.
 const READ_BYTES_MIN: usize = 64 << 10;
 const META_FILE: &str = "partition.meta";
@@ -129,7 +133,9 @@ struct State {
     log_end: i64,
     /// Offsets below this are written to their segment files (synced or not): readable from disk.
     written_end: i64,
-    /// Recent batches (base, last, bytes) for tailing readers, contiguous up to `log_end`.
+    /// Recent batches (base, last, bytes) for tailing readers, contiguous up to `log_end`. The
+    /// bytes are the producer's until a reader first takes the batch: then they are replaced by
+    /// a copy carrying the assigned base offset (`read_cache`).
     cache: VecDeque<(i64, i64, Bytes)>,
     cache_bytes: usize,
     unflushed_messages: u64,
@@ -259,37 +265,49 @@ impl PartitionLog {
             st.segments.push(Segment::new(base, now_ms));
             st.roll_requested = false;
         }
-        // The only copy before the disk buffer: rewrite base offsets in our own buffer.
-        let mut buf = BytesMut::with_capacity(total);
-        let mut next = base;
-        for h in headers {
-            let at = buf.len();
-            buf.extend_from_slice(&batches[h.position..h.position + h.size_bytes]);
-            batch::set_base_offset(&mut buf, at, next);
-            next += h.last_offset_delta as i64 + 1;
-        }
-        let stored = buf.freeze();
-        let mut at = 0usize;
+        // A large append is staged and cached as the producer sent it, without a copy: the
+        // assigned base offset goes over each batch's first 8 bytes on the way into the disk
+        // buffer (flush) and when a reader first takes the batch from the cache (read). A small
+        // one is copied now (cheap), with its offsets: its bytes are a slice of a receive buffer
+        // shared with other requests, which the cache would otherwise keep alive.
+        let copy = (total < STAGE_WITHOUT_COPY_BYTES_MIN).then(|| {
+            let mut buf = BytesMut::with_capacity(total);
+            let mut next = base;
+            for h in headers {
+                let at = buf.len();
+                buf.extend_from_slice(&batches[h.position..h.position + h.size_bytes]);
+                batch::set_base_offset(&mut buf, at, next);
+                next += h.last_offset_delta as i64 + 1;
+            }
+            buf.freeze()
+        });
         let mut offset = base;
         let mut records = 0u64;
+        let mut copied_at = 0usize;
         for h in headers {
-            let bytes = stored.slice(at..at + h.size_bytes);
+            let bytes = match &copy {
+                Some(c) => c.slice(copied_at..copied_at + h.size_bytes),
+                None => batches.slice(h.position..h.position + h.size_bytes),
+            };
+            copied_at += h.size_bytes;
             let mut assigned = *h;
             assigned.base_offset = offset;
-            assigned.position = at;
+            let end_offset = assigned.last_offset() + 1;
             let seg = st.segments.last_mut().expect("a log always has a segment");
             let position = seg.size;
             seg.note_batch(&assigned, position, self.config.index_interval_bytes);
             seg.size += h.size_bytes as u64;
-            seg.unflushed
-                .push((bytes.clone(), assigned.last_offset() + 1));
+            seg.unflushed.push(StagedBatch {
+                bytes: bytes.clone(),
+                base_offset: offset,
+                end_offset,
+            });
             st.cache.push_back((offset, assigned.last_offset(), bytes));
             st.cache_bytes += h.size_bytes;
-            at += h.size_bytes;
-            offset = assigned.last_offset() + 1;
+            offset = end_offset;
             records += h.records_count.max(0) as u64;
         }
-        debug_assert_eq!(offset, next, "offsets assigned contiguously");
+        let next = offset;
         st.log_end = next;
         st.unflushed_messages += records;
         self.env

@@ -34,6 +34,24 @@ pub fn file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
 }
 
+/// A batch appended but not yet written: the producer's bytes, untouched, and the base offset
+/// assigned to it. The offset is written over the batch's first 8 bytes on the way into the
+/// disk buffer (`offset_prefix`), so staging copies nothing; the CRC does not cover them.
+#[derive(Debug, Clone)]
+pub struct StagedBatch {
+    pub bytes: Bytes,
+    pub base_offset: i64,
+    /// The offset after this batch.
+    pub end_offset: i64,
+}
+
+impl StagedBatch {
+    /// The 8 bytes that replace the batch's own base offset on disk.
+    pub fn offset_prefix(&self) -> [u8; 8] {
+        self.base_offset.to_be_bytes()
+    }
+}
+
 pub struct Segment {
     pub base_offset: i64,
     /// Opened lazily by the flusher, so rolling a segment inside a synchronous append needs no I/O.
@@ -49,8 +67,8 @@ pub struct Segment {
     pub zeroed_end: u64,
     /// The bytes of the last, partial page on disk: rewritten (with what follows) at the next flush.
     pub tail_page: Vec<u8>,
-    /// Stored batches not yet written, in order, each with the offset after it.
-    pub unflushed: Vec<(Bytes, i64)>,
+    /// Batches not yet written, in order, as the producer sent them (see `StagedBatch`).
+    pub unflushed: Vec<StagedBatch>,
     /// Offset after the last batch in this segment.
     pub next_offset: i64,
     pub index: Vec<(u32, u32)>,

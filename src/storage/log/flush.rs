@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, StreamExt};
 
@@ -10,8 +9,9 @@ use super::{
     durable_policy, PartitionLog, Round, PREALLOCATE_STEP_BYTES, WRITES_IN_FLIGHT_MAX,
     WRITE_CHUNK_BYTES,
 };
+use crate::storage::batch::BATCH_HEADER_LEN;
 use crate::storage::io::{align_down, SegmentFile};
-use crate::storage::segment;
+use crate::storage::segment::{self, StagedBatch};
 use crate::storage::StorageError;
 
 impl PartitionLog {
@@ -93,7 +93,7 @@ impl PartitionLog {
             base: i64,
             start: u64,
             tail: Vec<u8>,
-            parts: Vec<Bytes>,
+            parts: Vec<StagedBatch>,
             taken: u64,
             file: Option<Rc<dyn SegmentFile>>,
             finalize: bool,
@@ -115,22 +115,17 @@ impl PartitionLog {
                 // Whole batches up to the budget, and at least one.
                 let mut count = 0;
                 let mut taken = 0u64;
-                for (b, _) in &seg.unflushed {
-                    if count > 0 && taken + b.len() as u64 > budget {
+                for b in &seg.unflushed {
+                    if count > 0 && taken + b.bytes.len() as u64 > budget {
                         break;
                     }
-                    taken += b.len() as u64;
+                    taken += b.bytes.len() as u64;
                     count += 1;
                 }
                 budget = budget.saturating_sub(taken);
                 let rest = seg.unflushed.split_off(count);
-                let parts: Vec<Bytes> = std::mem::replace(&mut seg.unflushed, rest)
-                    .into_iter()
-                    .map(|(b, end)| {
-                        last_end = Some(end);
-                        b
-                    })
-                    .collect();
+                let parts = std::mem::replace(&mut seg.unflushed, rest);
+                last_end = parts.last().map(|b| b.end_offset).or(last_end);
                 if !seg.unflushed.is_empty() {
                     budget = 0;
                 }
@@ -172,15 +167,10 @@ impl PartitionLog {
         let single_write = matches!(&jobs[..],
             [j] if j.tail.len() as u64 + j.taken <= WRITE_CHUNK_BYTES as u64);
         for job in jobs {
+            let prefixes: Vec<[u8; 8]> = job.parts.iter().map(|b| b.offset_prefix()).collect();
+            let slices = job_slices(&job.tail, &job.parts, &prefixes);
             let file = match self
-                .write_job(
-                    &job.tail,
-                    &job.parts,
-                    job.start,
-                    job.base,
-                    job.file.clone(),
-                    single_write,
-                )
+                .write_job(&slices, job.start, job.base, job.file.clone(), single_write)
                 .await
             {
                 Ok(f) => f,
@@ -201,16 +191,10 @@ impl PartitionLog {
             let new_flushed = seg.flushed_size + job.taken;
             let page = align_down(new_flushed);
             let keep = (new_flushed - page) as usize;
-            // The new partial page is the last `keep` bytes of tail + parts.
+            // The new partial page is the last `keep` bytes written.
             let mut tail = Vec::with_capacity(keep);
             let mut need = keep;
-            for p in job
-                .parts
-                .iter()
-                .rev()
-                .map(|b| &b[..])
-                .chain(std::iter::once(&job.tail[..]))
-            {
+            for p in slices.iter().rev() {
                 if need == 0 {
                     break;
                 }
@@ -261,8 +245,7 @@ impl PartitionLog {
 
     pub(super) async fn write_job(
         &self,
-        tail: &[u8],
-        parts: &[Bytes],
+        slices: &[&[u8]],
         start: u64,
         base: i64,
         file: Option<Rc<dyn SegmentFile>>,
@@ -286,7 +269,7 @@ impl PartitionLog {
         };
         // Extending an O_DIRECT file on every write makes each fdatasync commit a new size:
         // reserve ahead in large steps (recovery stops at the zeros after the last batch).
-        let written: u64 = tail.len() as u64 + parts.iter().map(|b| b.len() as u64).sum::<u64>();
+        let written: u64 = slices.iter().map(|b| b.len() as u64).sum();
         let write_end = crate::storage::io::align_up(start + written);
         let allocated = self
             .st
@@ -312,18 +295,13 @@ impl PartitionLog {
         }
         // A zero piece in flight where these pages go would race them.
         self.wait_for_zero_piece(Some(base), start, write_end).await;
-        // Cut tail + parts into aligned chunks of at most WRITE_CHUNK_BYTES.
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-        if !tail.is_empty() {
-            slices.push(tail);
-        }
-        slices.extend(parts.iter().map(|b| &b[..]));
+        // Cut the slices into aligned chunks of at most WRITE_CHUNK_BYTES.
         let mut chunks: Vec<(u64, Vec<&[u8]>)> = Vec::new();
         let mut cur: Vec<&[u8]> = Vec::new();
         let mut cur_len = 0usize;
         let mut pos = start;
         for s in slices {
-            let mut s = s;
+            let mut s: &[u8] = s;
             while !s.is_empty() {
                 let room = WRITE_CHUNK_BYTES - cur_len;
                 let take = room.min(s.len());
@@ -357,7 +335,32 @@ impl PartitionLog {
         drop(writes);
         Ok(file)
     }
+}
 
+/// What a job writes, in order: the kept partial page, then each batch as its assigned base
+/// offset (`prefixes`, one per batch) followed by the rest of the producer's bytes.
+fn job_slices<'a>(
+    tail: &'a [u8],
+    parts: &'a [StagedBatch],
+    prefixes: &'a [[u8; 8]],
+) -> Vec<&'a [u8]> {
+    debug_assert_eq!(parts.len(), prefixes.len(), "one prefix per batch");
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(2 * parts.len() + 1);
+    if !tail.is_empty() {
+        slices.push(tail);
+    }
+    for (b, prefix) in parts.iter().zip(prefixes) {
+        debug_assert!(
+            b.bytes.len() >= BATCH_HEADER_LEN,
+            "validate_batches admits whole batches only"
+        );
+        slices.push(prefix);
+        slices.push(&b.bytes[8..]);
+    }
+    slices
+}
+
+impl PartitionLog {
     /// A sealed segment is fully written: trim its page padding and save its indexes.
     pub(super) async fn finalize_segment(&self, base: i64) -> Result<(), StorageError> {
         let (file, size, index, times) = {

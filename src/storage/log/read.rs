@@ -69,17 +69,26 @@ impl PartitionLog {
     }
 
     fn read_cache(&self, offset: i64, max_bytes: usize, hw: i64) -> Option<ReadChunks> {
-        let st = self.st.borrow();
+        let mut st = self.st.borrow_mut();
         let front = st.cache.front()?;
         if front.0 > offset {
             return None;
         }
         let i = st.cache.partition_point(|(_, last, _)| *last < offset);
         let mut out = ReadChunks::default();
-        for (base, _, b) in st.cache.range(i..) {
+        for (base, _, b) in st.cache.range_mut(i..) {
             if *base >= hw || (!out.chunks.is_empty() && out.bytes + b.len() > max_bytes) {
                 break;
             }
+            if !batch::has_base_offset(b, *base) {
+                // The producer's bytes, staged without a copy: the first reader pays for the
+                // one copy that carries the assigned offset, and later readers share it.
+                *b = batch::with_base_offset(b, *base);
+            }
+            debug_assert!(
+                batch::has_base_offset(b, *base),
+                "cached batches leave with their assigned offset"
+            );
             out.bytes += b.len();
             out.chunks.push(b.clone());
         }
