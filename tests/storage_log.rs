@@ -866,12 +866,14 @@ fn bad_batches_are_rejected_and_nothing_is_written() {
     });
 }
 
-/// Whole-segment scans in 8 MiB chunks, with batches straddling chunk boundaries and one longer
-/// than two chunks, on both backends: every batch is seen once, in order, at its position, and
-/// the scan stops exactly at damage.
+/// Whole-segment scans, both ways of reading (8 MiB lookup reads; the sequential stream of
+/// 1 MiB reads), with batches straddling read boundaries and one longer than two 8 MiB chunks,
+/// on both backends, from the start and from a batch in the middle (not page-aligned): every
+/// batch is seen once, in order, at its position, and the scan stops exactly at damage.
 #[test]
 fn scan_across_chunk_boundaries() {
-    use tidewater::storage::segment::{scan, SCAN_CHUNK_BYTES};
+    use tidewater::storage::segment::{scan, ScanReads};
+    const CHUNK: usize = 8 << 20;
     both_backends(|backend, dir| {
         run(|| async {
             let env = backend.env().await;
@@ -880,10 +882,10 @@ fn scan_across_chunk_boundaries() {
             let mut data = Vec::new();
             let mut expect = Vec::new();
             let mut next = 0i64;
-            while data.len() < 5 * SCAN_CHUNK_BYTES {
+            while data.len() < 5 * CHUNK {
                 // Mostly small batches, some large, one longer than two chunks.
                 let len = match expect.len() {
-                    40 => 2 * SCAN_CHUNK_BYTES + 12_345,
+                    40 => 2 * CHUNK + 12_345,
                     n if n % 7 == 0 => rng.gen_range(100_000..900_000),
                     _ => rng.gen_range(10..60_000),
                 };
@@ -900,30 +902,63 @@ fn scan_across_chunk_boundaries() {
             let file = env.io.open(&dir.join("scan.log")).await.expect("open");
             file.write_pages(0, &[&data]).await.expect("write");
             file.sync().await.expect("sync");
-            let mut seen = Vec::new();
-            let outcome = scan(
-                &*file,
-                0,
-                data.len() as u64,
-                0,
-                64 << 20,
-                SCAN_CHUNK_BYTES,
-                &mut |h, bytes| {
+            let (mid_pos, mid_offset) = expect[3];
+            assert_ne!(mid_pos % 4096, 0, "the middle start is not page-aligned");
+            for reads in [ScanReads::Lookup(CHUNK), ScanReads::Sequential] {
+                for (from_pos, from_offset) in [(0, 0), (mid_pos, mid_offset)] {
+                    let mut seen = Vec::new();
+                    let outcome = scan(
+                        &*file,
+                        from_pos,
+                        data.len() as u64,
+                        from_offset,
+                        64 << 20,
+                        reads,
+                        &mut |h, bytes| {
+                            assert_eq!(
+                                bytes.len(),
+                                h.size_bytes,
+                                "the callback gets the whole batch"
+                            );
+                            assert_eq!(
+                                &bytes[..],
+                                &data[h.position..h.position + h.size_bytes],
+                                "the batch's own bytes"
+                            );
+                            seen.push((h.position as u64, h.base_offset));
+                            true
+                        },
+                    )
+                    .await
+                    .expect("scan");
+                    let want: Vec<_> = expect.iter().filter(|e| e.0 >= from_pos).copied().collect();
                     assert_eq!(
-                        bytes.len(),
-                        h.size_bytes,
-                        "the callback gets the whole batch"
+                        seen, want,
+                        "{reads:?} from {from_pos}: every batch once, in order"
                     );
-                    seen.push((h.position as u64, h.base_offset));
-                    true
-                },
-            )
-            .await
-            .expect("scan");
-            assert_eq!(seen, expect, "every batch once, in order, at its position");
-            assert_eq!(outcome.valid_bytes, good);
-            assert_eq!(outcome.next_offset, next);
-            assert!(outcome.stopped.is_some(), "stops at the damaged batch");
+                    assert_eq!(outcome.valid_bytes, good);
+                    assert_eq!(outcome.next_offset, next);
+                    assert!(outcome.stopped.is_some(), "stops at the damaged batch");
+                    // Cut short: the file ends inside the last good batch.
+                    let cut = good - 1000;
+                    let outcome = scan(
+                        &*file,
+                        from_pos,
+                        cut,
+                        from_offset,
+                        64 << 20,
+                        reads,
+                        &mut |_, _| true,
+                    )
+                    .await
+                    .expect("scan");
+                    assert_eq!(outcome.valid_bytes, expect.last().map(|e| e.0).unwrap_or(0));
+                    assert!(
+                        outcome.stopped.is_some(),
+                        "a truncated batch stops the scan"
+                    );
+                }
+            }
         });
     });
 }

@@ -13,9 +13,9 @@ use glommio::io::{DmaFile, OpenOptions};
 /// O_DIRECT alignment for offsets and lengths of data-file writes.
 pub const ALIGN: u64 = 4096;
 /// Reads larger than this are split into pieces of this size...
-const READ_PIECE_BYTES: usize = 1 << 20;
+pub(crate) const READ_PIECE_BYTES: usize = 1 << 20;
 /// ...with at most this many in flight.
-const READS_IN_FLIGHT_MAX: usize = 8;
+pub(crate) const READS_IN_FLIGHT_MAX: usize = 8;
 
 pub fn align_down(v: u64) -> u64 {
     v & !(ALIGN - 1)

@@ -10,6 +10,7 @@ pub mod io;
 pub mod log;
 pub mod mem_io;
 pub mod offsets;
+mod scan;
 pub mod segment;
 
 pub use log::{AppendResult, Appended, PartitionLog, ReadChunks, StorageEnv};

@@ -9,12 +9,10 @@ use bytes::Bytes;
 use zerocopy::byteorder::big_endian::{I64, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::batch::{check_batch, BatchHeader};
+use super::batch::BatchHeader;
 use super::io::SegmentFile;
-use super::StorageError;
 
-/// Bytes read at a time when scanning a segment (recovery, producer-state rebuild).
-pub const SCAN_CHUNK_BYTES: usize = 8 << 20;
+pub use super::scan::{scan, ScanOutcome, ScanReads};
 
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, Copy)]
 #[repr(C)]
@@ -217,117 +215,5 @@ impl Segment {
         self.index = idx;
         self.time_index = tix;
         true
-    }
-}
-
-/// Result of scanning a segment file.
-pub struct ScanOutcome {
-    /// End of the last valid batch.
-    pub valid_bytes: u64,
-    /// Offset after the last valid batch.
-    pub next_offset: i64,
-    /// Why scanning stopped before the end of the file, if it did.
-    pub stopped: Option<String>,
-}
-
-/// Reads `file` from `from_pos` to `end` in chunks of `chunk_bytes` (or one batch if larger), checking every batch (length, magic,
-/// CRC, offsets continuing from `expected_offset`), and calls `f` with each valid header
-/// (position relative to the file). Stops at the first invalid byte.
-pub async fn scan(
-    file: &dyn SegmentFile,
-    from_pos: u64,
-    end: u64,
-    mut expected_offset: i64,
-    max_batch_bytes: usize,
-    chunk_bytes: usize,
-    f: &mut dyn FnMut(&BatchHeader, &Bytes) -> bool,
-) -> Result<ScanOutcome, StorageError> {
-    let mut pos = from_pos;
-    let mut buf = Bytes::new();
-    let mut buf_start = from_pos;
-    loop {
-        if pos >= end {
-            return Ok(ScanOutcome {
-                valid_bytes: pos,
-                next_offset: expected_offset,
-                stopped: None,
-            });
-        }
-        let in_buf = (pos - buf_start) as usize;
-        // Need at least a header, then the whole batch, in the buffer.
-        let need = match super::batch::peek_header(&buf, in_buf) {
-            Some(h) if h.size_bytes > max_batch_bytes => {
-                return Ok(ScanOutcome {
-                    valid_bytes: pos,
-                    next_offset: expected_offset,
-                    stopped: Some(format!(
-                        "impossible batch length {} at position {pos}",
-                        h.size_bytes
-                    )),
-                })
-            }
-            Some(h) if h.size_bytes > super::batch::BATCH_HEADER_LEN => h.size_bytes,
-            _ => super::batch::BATCH_HEADER_LEN,
-        };
-        if in_buf + need > buf.len() {
-            let want = need.max(chunk_bytes).min((end - pos) as usize);
-            if want < need {
-                return Ok(ScanOutcome {
-                    valid_bytes: pos,
-                    next_offset: expected_offset,
-                    stopped: Some(format!("truncated batch at position {pos}")),
-                });
-            }
-            buf = file.read(pos, want).await?;
-            buf_start = pos;
-            if buf.len() < need {
-                return Ok(ScanOutcome {
-                    valid_bytes: pos,
-                    next_offset: expected_offset,
-                    stopped: Some(format!("truncated batch at position {pos}")),
-                });
-            }
-            continue;
-        }
-        match check_batch(
-            &buf,
-            in_buf,
-            max_batch_bytes.max(super::batch::BATCH_HEADER_LEN),
-        ) {
-            Ok(h)
-                if h.base_offset == expected_offset
-                    || (expected_offset < 0 && h.base_offset >= 0) =>
-            {
-                let mut h = h;
-                h.position = pos as usize;
-                let more = f(&h, &buf.slice(in_buf..in_buf + h.size_bytes));
-                expected_offset = h.last_offset() + 1;
-                pos += h.size_bytes as u64;
-                if !more {
-                    return Ok(ScanOutcome {
-                        valid_bytes: pos,
-                        next_offset: expected_offset,
-                        stopped: None,
-                    });
-                }
-            }
-            Ok(h) => {
-                return Ok(ScanOutcome {
-                    valid_bytes: pos,
-                    next_offset: expected_offset,
-                    stopped: Some(format!(
-                        "batch at position {pos} has offset {} but {expected_offset} was expected",
-                        h.base_offset
-                    )),
-                })
-            }
-            Err(e) => {
-                return Ok(ScanOutcome {
-                    valid_bytes: pos,
-                    next_offset: expected_offset,
-                    stopped: Some(format!("invalid batch at position {pos}: {e}")),
-                })
-            }
-        }
     }
 }

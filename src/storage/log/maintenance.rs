@@ -223,7 +223,7 @@ impl PartitionLog {
                 flushed,
                 -1,
                 super::RECOVERY_BATCH_BYTES_MAX,
-                LOOKUP_CHUNK_BYTES,
+                segment::ScanReads::Lookup(LOOKUP_CHUNK_BYTES),
                 &mut |h, _| {
                     if h.last_offset() >= offset {
                         found = Some((h.position as u64, h.base_offset));

@@ -141,7 +141,7 @@ impl PartitionLog {
                 flushed,
                 -1,
                 RECOVERY_BATCH_BYTES_MAX,
-                READ_BYTES_MIN,
+                segment::ScanReads::Lookup(READ_BYTES_MIN),
                 &mut |h, bytes| {
                     if h.base_offset >= hw {
                         return false;
@@ -198,7 +198,7 @@ impl PartitionLog {
                 flushed,
                 -1,
                 RECOVERY_BATCH_BYTES_MAX,
-                segment::SCAN_CHUNK_BYTES,
+                segment::ScanReads::Sequential,
                 &mut |h, _| {
                     if h.last_offset() >= from_offset {
                         f(h);

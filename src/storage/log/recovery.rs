@@ -162,7 +162,7 @@ impl PartitionLog {
                     file_size,
                     *base,
                     RECOVERY_BATCH_BYTES_MAX,
-                    segment::SCAN_CHUNK_BYTES,
+                    segment::ScanReads::Sequential,
                     &mut |h, _| {
                         rebuilt.note_batch(h, h.position as u64, interval);
                         true
@@ -334,7 +334,7 @@ async fn tail_matches(
         file_size,
         from_offset,
         RECOVERY_BATCH_BYTES_MAX,
-        segment::SCAN_CHUNK_BYTES,
+        segment::ScanReads::Sequential,
         &mut |_, _| true,
     )
     .await?;
