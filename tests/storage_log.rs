@@ -199,7 +199,17 @@ fn staged_batches_keep_the_producer_bytes_and_readers_see_assigned_offsets() {
                 &pristine[..],
                 "the producer's bytes are untouched"
             );
+            assert_eq!(
+                env.cache_used_bytes(),
+                2 * 2 * request.len(),
+                "the producer's bytes keep their receive buffer alive: charged twice"
+            );
             let first = log.read(0, 1 << 20).await.expect("read");
+            assert_eq!(
+                env.cache_used_bytes(),
+                2 * request.len() + one.len(),
+                "copies charge their length; the one batch served as sent is still charged twice"
+            );
             let again = log.read(0, 1 << 20).await.expect("read");
             let got: Vec<(i64, Vec<u8>)> = first
                 .chunks

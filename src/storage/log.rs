@@ -33,6 +33,11 @@ pub const RECOVERY_BATCH_BYTES_MAX: usize = 256 << 20;
 /// shares its receive buffer (64 KiB reads) with others, so copying it bounds what the cache
 /// keeps alive to about twice what it counts.
 const STAGE_WITHOUT_COPY_BYTES_MIN: usize = 64 << 10;
+/// A cached batch that is still the producer's bytes keeps its receive buffer alive: the
+/// request's frame plus at most the start of the next one read with it. Measured with 64 KiB
+/// batches in 1 MiB requests, such a cache held 1.6x its bytes in RSS; charging twice keeps the
+/// budget an upper bound.
+const PRODUCER_BYTES_CHARGE_FACTOR: usize = 2;
 /// Smallest disk read when serving a fetch from disk.
 const READ_BYTES_MIN: usize = 64 << 10;
 const META_FILE: &str = "partition.meta";
@@ -115,6 +120,17 @@ pub struct ReadChunks {
     pub bytes: usize,
 }
 
+/// A batch in the read cache.
+struct Cached {
+    base: i64,
+    last: i64,
+    bytes: Bytes,
+    /// What it counts against the shard's cache budget: its length, or
+    /// `PRODUCER_BYTES_CHARGE_FACTOR` times that while `bytes` are the producer's own (a slice
+    /// of the request's receive buffer, which it keeps alive whole).
+    charged: usize,
+}
+
 /// One group-commit round: what it covers and which files it wrote.
 struct Round {
     target: i64,
@@ -136,7 +152,8 @@ struct State {
     /// Recent batches (base, last, bytes) for tailing readers, contiguous up to `log_end`. The
     /// bytes are the producer's until a reader first takes the batch: then they are replaced by
     /// a copy carrying the assigned base offset (`read_cache`).
-    cache: VecDeque<(i64, i64, Bytes)>,
+    cache: VecDeque<Cached>,
+    /// What this log's cache entries charge against the shard's budget.
     cache_bytes: usize,
     unflushed_messages: u64,
     last_flush_ms: i64,
@@ -284,6 +301,7 @@ impl PartitionLog {
         let mut offset = base;
         let mut records = 0u64;
         let mut copied_at = 0usize;
+        let mut charged_total = 0usize;
         for h in headers {
             let bytes = match &copy {
                 Some(c) => c.slice(copied_at..copied_at + h.size_bytes),
@@ -302,8 +320,19 @@ impl PartitionLog {
                 base_offset: offset,
                 end_offset,
             });
-            st.cache.push_back((offset, assigned.last_offset(), bytes));
-            st.cache_bytes += h.size_bytes;
+            let charged = if copy.is_some() {
+                h.size_bytes
+            } else {
+                PRODUCER_BYTES_CHARGE_FACTOR * h.size_bytes
+            };
+            st.cache.push_back(Cached {
+                base: offset,
+                last: assigned.last_offset(),
+                bytes,
+                charged,
+            });
+            st.cache_bytes += charged;
+            charged_total += charged;
             offset = end_offset;
             records += h.records_count.max(0) as u64;
         }
@@ -313,7 +342,7 @@ impl PartitionLog {
         self.env
             .cache
             .used_bytes
-            .set(self.env.cache.used_bytes.get() + total);
+            .set(self.env.cache.used_bytes.get() + charged_total);
         self.evict_cache(&mut st);
         let result = AppendResult {
             base_offset: base,
@@ -359,25 +388,25 @@ impl PartitionLog {
         // are on disk, and the cache is then their only readable copy.
         while budget.used_bytes.get() > budget.max_bytes
             && st.cache.len() > 1
-            && st.cache.front().is_some_and(|e| e.1 < st.written_end)
+            && st.cache.front().is_some_and(|e| e.last < st.written_end)
         {
-            if let Some((_, _, b)) = st.cache.pop_front() {
-                st.cache_bytes -= b.len();
-                budget.used_bytes.set(budget.used_bytes.get() - b.len());
+            if let Some(e) = st.cache.pop_front() {
+                st.cache_bytes -= e.charged;
+                budget.used_bytes.set(budget.used_bytes.get() - e.charged);
             }
         }
     }
 
     fn drop_cache_where(&self, st: &mut State, drop: impl Fn(i64, i64) -> bool) {
         let budget = &self.env.cache;
-        st.cache.retain(|(base, last, b)| {
-            let d = drop(*base, *last);
+        st.cache.retain(|e| {
+            let d = drop(e.base, e.last);
             if d {
-                budget.used_bytes.set(budget.used_bytes.get() - b.len());
+                budget.used_bytes.set(budget.used_bytes.get() - e.charged);
             }
             !d
         });
-        st.cache_bytes = st.cache.iter().map(|(_, _, b)| b.len()).sum();
+        st.cache_bytes = st.cache.iter().map(|e| e.charged).sum();
     }
 
     fn wake_readers(&self) {

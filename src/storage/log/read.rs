@@ -70,27 +70,34 @@ impl PartitionLog {
 
     fn read_cache(&self, offset: i64, max_bytes: usize, hw: i64) -> Option<ReadChunks> {
         let mut st = self.st.borrow_mut();
+        let st = &mut *st;
         let front = st.cache.front()?;
-        if front.0 > offset {
+        if front.base > offset {
             return None;
         }
-        let i = st.cache.partition_point(|(_, last, _)| *last < offset);
+        let budget = &self.env.cache;
+        let i = st.cache.partition_point(|e| e.last < offset);
         let mut out = ReadChunks::default();
-        for (base, _, b) in st.cache.range_mut(i..) {
-            if *base >= hw || (!out.chunks.is_empty() && out.bytes + b.len() > max_bytes) {
+        for e in st.cache.range_mut(i..) {
+            if e.base >= hw || (!out.chunks.is_empty() && out.bytes + e.bytes.len() > max_bytes) {
                 break;
             }
-            if !batch::has_base_offset(b, *base) {
+            if !batch::has_base_offset(&e.bytes, e.base) {
                 // The producer's bytes, staged without a copy: the first reader pays for the
-                // one copy that carries the assigned offset, and later readers share it.
-                *b = batch::with_base_offset(b, *base);
+                // one copy that carries the assigned offset, and later readers share it. The
+                // receive buffer is released, so the entry now charges its own length.
+                e.bytes = batch::with_base_offset(&e.bytes, e.base);
+                let released = e.charged - e.bytes.len();
+                e.charged = e.bytes.len();
+                st.cache_bytes -= released;
+                budget.used_bytes.set(budget.used_bytes.get() - released);
             }
             debug_assert!(
-                batch::has_base_offset(b, *base),
+                batch::has_base_offset(&e.bytes, e.base),
                 "cached batches leave with their assigned offset"
             );
-            out.bytes += b.len();
-            out.chunks.push(b.clone());
+            out.bytes += e.bytes.len();
+            out.chunks.push(e.bytes.clone());
         }
         Some(out)
     }
