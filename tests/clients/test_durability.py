@@ -275,3 +275,54 @@ def test_retention_recycles_segment_files_and_kill9_serves_only_acknowledged(bro
         "kcat reads the same acknowledged messages"
     after = produce_values(9_000_000, 1)
     assert after[0]["offset"] == high, "appends continue at the recovered end"
+
+
+def read_three_ways(bootstrap, topic, count):
+    """(offset, value) of partition 0's first `count` messages as confluent-kafka, kafka-python
+    and kcat (Debian's librdkafka 2.0.2) each read them."""
+    got = [(m.offset(), m.value()) for m in consume_all(bootstrap, topic, 1, count)]
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
+                       max_partition_fetch_bytes=4 << 20, fetch_max_bytes=8 << 20)
+    try:
+        tp = KTP(topic, 0)
+        kc.assign([tp])
+        kc.seek(tp, 0)
+        seen = []
+        for m in kc:
+            seen.append((m.offset, m.value))
+            if len(seen) == count:
+                break
+    finally:
+        kc.close()
+    r = subprocess.run(["kcat", "-X", "api.version.request=true", "-C", "-b", bootstrap, "-t", topic, "-p", "0",
+                        "-o", "0", "-c", str(count), "-e", "-f", "%o %s\\n"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    lines = r.stdout.split(b"\n")[:-1]
+    kcat = [(int(o), v) for o, v in (line.split(b" ", 1) for line in lines)]
+    return got, seen, kcat
+
+
+def test_large_batches_staged_without_copy_carry_their_offsets_before_and_after_kill9(broker, topic):
+    """Appends of 64 KiB or more are staged as the producer sent them (every batch saying base
+    offset 0) and get their offsets on the way to disk and when first read from the cache.
+    Batches of ~1 MB: read back before a restart (from the cache) and after kill -9 (from disk),
+    confluent-kafka, kafka-python and kcat see every acknowledged message at its offset."""
+    create_topic(broker.bootstrap, topic, 1)
+    values = [f"{i:08d}".encode() * 128 for i in range(3000)]  # 1 KiB each, ~3 MB in all
+    acked = produce(broker.bootstrap, topic, [{"value": v, "partition": 0} for v in values],
+                    acks="all", **{"batch.size": 1_000_000, "linger.ms": 200, "enable.idempotence": False})
+    want = [(r["offset"], r["value"]) for r in acked]
+    assert [o for o, _ in want] == list(range(len(values))), "acknowledged offsets are dense"
+    assert [v for _, v in want] == values, "in production order"
+    for client, got in zip(["confluent-kafka", "kafka-python", "kcat"], read_three_ways(broker.bootstrap, topic, 3000)):
+        assert got == want, f"{client} reads the acknowledged messages from the cache"
+    more = produce(broker.bootstrap, topic, [{"value": v, "partition": 0} for v in values[:1000]],
+                   acks="all", **{"batch.size": 1_000_000, "linger.ms": 200})
+    want += [(r["offset"], r["value"]) for r in more]
+    broker.crash_restart()
+    for client, got in zip(["confluent-kafka", "kafka-python", "kcat"], read_three_ways(broker.bootstrap, topic, 4000)):
+        assert got == want, f"{client} reads the acknowledged messages from disk after kill -9"
+    after = produce(broker.bootstrap, topic, [{"value": b"next", "partition": 0}], acks="all")
+    assert after[0]["offset"] == 4000, "appends continue at the recovered end"
