@@ -287,27 +287,23 @@ impl PartitionLog {
         // buffer (flush) and when a reader first takes the batch from the cache (read). A small
         // one is copied now (cheap), with its offsets: its bytes are a slice of a receive buffer
         // shared with other requests, which the cache would otherwise keep alive.
-        let copy = (total < STAGE_WITHOUT_COPY_BYTES_MIN).then(|| {
-            let mut buf = BytesMut::with_capacity(total);
-            let mut next = base;
-            for h in headers {
-                let at = buf.len();
-                buf.extend_from_slice(&batches[h.position..h.position + h.size_bytes]);
-                batch::set_base_offset(&mut buf, at, next);
-                next += h.last_offset_delta as i64 + 1;
-            }
-            buf.freeze()
-        });
+        let mut copy =
+            (total < STAGE_WITHOUT_COPY_BYTES_MIN).then(|| BytesMut::with_capacity(total));
         let mut offset = base;
         let mut records = 0u64;
-        let mut copied_at = 0usize;
         let mut charged_total = 0usize;
         for h in headers {
-            let bytes = match &copy {
-                Some(c) => c.slice(copied_at..copied_at + h.size_bytes),
-                None => batches.slice(h.position..h.position + h.size_bytes),
+            let sent = batches.slice(h.position..h.position + h.size_bytes);
+            let (bytes, charged) = match copy.as_mut() {
+                Some(buf) => {
+                    // `split` hands out what was just copied and keeps the rest of the capacity:
+                    // one allocation for the whole append.
+                    buf.extend_from_slice(&sent);
+                    batch::set_base_offset(buf, 0, offset);
+                    (buf.split().freeze(), h.size_bytes)
+                }
+                None => (sent, PRODUCER_BYTES_CHARGE_FACTOR * h.size_bytes),
             };
-            copied_at += h.size_bytes;
             let mut assigned = *h;
             assigned.base_offset = offset;
             let end_offset = assigned.last_offset() + 1;
@@ -320,11 +316,6 @@ impl PartitionLog {
                 base_offset: offset,
                 end_offset,
             });
-            let charged = if copy.is_some() {
-                h.size_bytes
-            } else {
-                PRODUCER_BYTES_CHARGE_FACTOR * h.size_bytes
-            };
             st.cache.push_back(Cached {
                 base: offset,
                 last: assigned.last_offset(),

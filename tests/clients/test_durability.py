@@ -214,6 +214,33 @@ def test_sigterm_is_prompt_with_a_parked_long_poll(broker, topic):
     assert [m.value() for m in consume_all(broker.bootstrap, topic, 1, 1)] == [b"x"]
 
 
+def read_three_ways(bootstrap, topic, count, start=0):
+    """(offset, value) of partition 0's `count` messages from `start` as confluent-kafka,
+    kafka-python and kcat (Debian's librdkafka 2.0.2) each read them."""
+    got = [(m.offset(), m.value()) for m in consume_all(bootstrap, topic, 1, count, start=start)]
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
+                       max_partition_fetch_bytes=4 << 20, fetch_max_bytes=8 << 20)
+    try:
+        tp = KTP(topic, 0)
+        kc.assign([tp])
+        kc.seek(tp, start)
+        seen = []
+        for m in kc:
+            seen.append((m.offset, m.value))
+            if len(seen) == count:
+                break
+    finally:
+        kc.close()
+    r = subprocess.run(["kcat", "-X", "api.version.request=true", "-C", "-b", bootstrap, "-t", topic, "-p", "0",
+                        "-o", str(start), "-c", str(count), "-e", "-f", "%o %s\\n"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    lines = r.stdout.split(b"\n")[:-1]
+    kcat = [(int(o), v) for o, v in (line.split(b" ", 1) for line in lines)]
+    return got, seen, kcat
+
+
 def test_retention_recycles_segment_files_and_kill9_serves_only_acknowledged(broker_factory, topic):
     """Retention hands deleted segment files to new segments (tidewater.log.recycled.segments.max),
     so the active segment's file holds stale batches past the new data. After kill -9 the
@@ -247,61 +274,12 @@ def test_retention_recycles_segment_files_and_kill9_serves_only_acknowledged(bro
     assert high == len(acked), f"log end {high} after recovery, {len(acked)} acknowledged"
     assert 0 < low < high, "retention moved the log start"
     want = [(r["offset"], r["value"]) for r in acked if r["offset"] >= low]
-    got = consume_all(b.bootstrap, topic, 1, len(want), start=low)
-    assert [(m.offset(), m.value()) for m in got] == want
-
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KTP
-    kc = KafkaConsumer(bootstrap_servers=b.bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
-    try:
-        tp = KTP(topic, 0)
-        kc.assign([tp])
-        kc.seek(tp, low)
-        seen = []
-        for m in kc:
-            seen.append((m.offset, m.value))
-            if len(seen) == len(want):
-                break
-    finally:
-        kc.close()
+    got, seen, kcat = read_three_ways(b.bootstrap, topic, len(want), start=low)
+    assert got == want
     assert seen == want, "kafka-python reads the same acknowledged messages"
-    # kcat (Debian's librdkafka 2.0.2): offsets and values, one per line.
-    r = subprocess.run(["kcat", "-X", "api.version.request=true", "-C", "-b", b.bootstrap, "-t", topic, "-p", "0",
-                        "-o", str(low), "-c", str(len(want)), "-e", "-f", "%o %s\\n"],
-                       capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr.decode(errors="replace")
-    lines = r.stdout.split(b"\n")[:-1]
-    assert [tuple(line.split(b" ", 1)) for line in lines] == [(str(o).encode(), v) for o, v in want], \
-        "kcat reads the same acknowledged messages"
+    assert kcat == want, "kcat reads the same acknowledged messages"
     after = produce_values(9_000_000, 1)
     assert after[0]["offset"] == high, "appends continue at the recovered end"
-
-
-def read_three_ways(bootstrap, topic, count):
-    """(offset, value) of partition 0's first `count` messages as confluent-kafka, kafka-python
-    and kcat (Debian's librdkafka 2.0.2) each read them."""
-    got = [(m.offset(), m.value()) for m in consume_all(bootstrap, topic, 1, count)]
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KTP
-    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000,
-                       max_partition_fetch_bytes=4 << 20, fetch_max_bytes=8 << 20)
-    try:
-        tp = KTP(topic, 0)
-        kc.assign([tp])
-        kc.seek(tp, 0)
-        seen = []
-        for m in kc:
-            seen.append((m.offset, m.value))
-            if len(seen) == count:
-                break
-    finally:
-        kc.close()
-    r = subprocess.run(["kcat", "-X", "api.version.request=true", "-C", "-b", bootstrap, "-t", topic, "-p", "0",
-                        "-o", "0", "-c", str(count), "-e", "-f", "%o %s\\n"], capture_output=True, timeout=60)
-    assert r.returncode == 0, r.stderr.decode(errors="replace")
-    lines = r.stdout.split(b"\n")[:-1]
-    kcat = [(int(o), v) for o, v in (line.split(b" ", 1) for line in lines)]
-    return got, seen, kcat
 
 
 def test_large_batches_staged_without_copy_carry_their_offsets_before_and_after_kill9(broker, topic):
