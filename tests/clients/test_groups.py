@@ -94,9 +94,13 @@ class Member:
     def events(self):
         try:
             with open(self.out) as f:
-                return [json.loads(line) for line in f if line.endswith("\n")]
+                text = f.read()
         except FileNotFoundError:
             return []
+        # One read, then whole lines only: the member may be half-way through writing the last
+        # one (iterating the file instead re-reads past that partial line once the writer adds
+        # the rest, and yields its tail as a line of its own).
+        return [json.loads(line) for line in text.split("\n")[:-1]]
 
     def assignment(self):
         """Partitions owned now, from the assign/revoke/lost callbacks (eager or incremental)."""
