@@ -23,6 +23,20 @@ T0=$(date +%s)
 step() { printf '\n=== [%4ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
 die() { printf '\nscripts/test.sh: %s\n' "$*" >&2; exit 1; }
 sha() { cat "$@" | sha256sum | cut -d' ' -f1; }
+# Each test step's output is also kept here, so the names of failed tests can be repeated last:
+# CI shows only the tail of this script's output.
+LOGS="$(mktemp -d /tmp/tidewater-ci-logs.XXXXXX)"
+trap 'rm -rf "$LOGS"' EXIT
+# Runs a command with its output shown and kept in $LOGS/NAME.log; returns the command's status.
+logged() {
+  local name=$1 rc
+  shift
+  set +e
+  "$@" 2>&1 | tee "$LOGS/$name.log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  return "$rc"
+}
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
@@ -92,7 +106,7 @@ cargo build --release --workspace
 failed=()
 if [ "${SKIP_RUST_TESTS:-0}" != 1 ]; then
   step "cargo test --release"
-  cargo test --release --workspace || failed+=("cargo test")
+  logged cargo-test cargo test --release --workspace || failed+=("cargo test")
 fi
 
 step "real-client tests (pytest tests/clients)"
@@ -100,7 +114,8 @@ export TIDEWATER_BIN="${TIDEWATER_BIN:-$ROOT/target/release/tidewater}"
 [ -x "$TIDEWATER_BIN" ] || die "broker binary $TIDEWATER_BIN missing after the build"
 echo "broker: $TIDEWATER_BIN"
 rc=0
-.venv/bin/python -m pytest tests/clients -p no:cacheprovider -rfEs --durations=10 "$@" || rc=$?
+logged clients .venv/bin/python -m pytest tests/clients -p no:cacheprovider -rfEs --durations=10 "$@" \
+  || rc=$?
 if [ "$rc" = 5 ]; then
   failed+=("pytest (no tests collected)")
 elif [ "$rc" != 0 ]; then
@@ -109,11 +124,13 @@ fi
 
 step "fault campaign, short form (pytest tests/faults)"
 rc=0
-.venv/bin/python -m pytest tests/faults -p no:cacheprovider -rfEs --durations=5 || rc=$?
+logged faults .venv/bin/python -m pytest tests/faults -p no:cacheprovider -rfEs --durations=5 || rc=$?
 [ "$rc" = 0 ] || failed+=("faults (exit $rc)")
 
 step "done"
 if ((${#failed[@]})); then
+  # The failed tests by name (pytest's short summary, cargo's `test ... FAILED` lines).
+  grep -h -E '^(FAILED|ERROR) |^test .* FAILED$|panicked at' "$LOGS"/*.log 2>/dev/null | cut -c1-400 | tail -n 40
   echo "FAILED: ${failed[*]}"
   exit 1
 fi

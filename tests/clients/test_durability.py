@@ -241,6 +241,34 @@ def read_three_ways(bootstrap, topic, count, start=0):
     return got, seen, kcat
 
 
+def watermarks(bootstrap, topic):
+    """(log start, high watermark) of partition 0, as confluent-kafka reports them."""
+    c = consumer(bootstrap)
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        c.close()
+
+
+def settled_log_start(bootstrap, topic, quiet_s=2.0, timeout_s=30.0):
+    """Partition 0's log start once retention has left it unchanged for `quiet_s` (retention is
+    checked every 100 ms in the tests that call this)."""
+    c = consumer(bootstrap)
+    try:
+        deadline = time.time() + timeout_s
+        low, since = None, time.time()
+        while time.time() < deadline:
+            now_low = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[0]
+            if now_low != low:
+                low, since = now_low, time.time()
+            elif time.time() - since >= quiet_s:
+                return low
+            time.sleep(0.1)
+    finally:
+        c.close()
+    raise AssertionError(f"retention kept moving the log start for {timeout_s} s (last {low})")
+
+
 def test_retention_recycles_segment_files_and_kill9_serves_only_acknowledged(broker_factory, topic):
     """Retention hands deleted segment files to new segments (tidewater.log.recycled.segments.max),
     so the active segment's file holds stale batches past the new data. After kill -9 the
@@ -264,20 +292,25 @@ def test_retention_recycles_segment_files_and_kill9_serves_only_acknowledged(bro
     assert 1 <= len(pool) <= 2, f"retention fills a bounded pool: {sorted(os.listdir(pdir))}"
     acked += produce_values(1800, 1800)
     assert "new segment reuses a recycled file" in b.log(tail=10_000_000), "no segment reused a file"
+    # Retention must be done with this data before the crash: a pass still owed would run after
+    # the restart, in the middle of the reads below, and cut them short (it did on a loaded CI).
+    settled = settled_log_start(b.bootstrap, topic)
     b.crash_restart()
-    c = consumer(b.bootstrap)
-    try:
-        low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    finally:
-        c.close()
+    restarted = time.time()
+    low, high = watermarks(b.bootstrap, topic)
     assert [r["offset"] for r in acked] == list(range(len(acked)))
     assert high == len(acked), f"log end {high} after recovery, {len(acked)} acknowledged"
     assert 0 < low < high, "retention moved the log start"
+    assert low == settled, f"recovery keeps the log start retention had reached ({settled}), not {low}"
     want = [(r["offset"], r["value"]) for r in acked if r["offset"] >= low]
     got, seen, kcat = read_three_ways(b.bootstrap, topic, len(want), start=low)
     assert got == want
     assert seen == want, "kafka-python reads the same acknowledged messages"
     assert kcat == want, "kcat reads the same acknowledged messages"
+    # The restarted broker's own retention passes find nothing more to delete: recovery gave the
+    # segments back their sizes, not their (recycled, longer) file lengths.
+    time.sleep(max(0.0, restarted + 2.0 - time.time()))
+    assert watermarks(b.bootstrap, topic)[0] == low, "retention after the restart moved the log start"
     after = produce_values(9_000_000, 1)
     assert after[0]["offset"] == high, "appends continue at the recovered end"
 
