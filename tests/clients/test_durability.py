@@ -90,16 +90,27 @@ def stream(bootstrap, topic, acked, failed, stop, conf):
     return i
 
 
+def wait_until(cond, timeout_s):
+    """Polls `cond` every 0.1 s until it holds or `timeout_s` passes (the caller asserts after)."""
+    deadline = time.time() + timeout_s
+    while not cond() and time.time() < deadline:
+        time.sleep(0.1)
+
+
 def run_stream_with(broker, topic, partitions, conf, disturb):
     create_topic(broker.bootstrap, topic, partitions)
     acked, failed, stop = [], [], threading.Event()
     t = threading.Thread(target=stream, args=(broker.bootstrap, topic, acked, failed, stop, conf))
     t.start()
     try:
+        # At least 2 s of stream on each side of the disturbance, longer while nothing has been
+        # acknowledged yet (a loaded host can take that long to connect).
         time.sleep(2)
+        wait_until(lambda: len(acked) > 0, timeout_s=30)
         before = len(acked)
         disturb()
         time.sleep(2)
+        wait_until(lambda: len(acked) > before, timeout_s=30)
     finally:
         stop.set()
         t.join(90)

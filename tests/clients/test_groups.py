@@ -550,16 +550,20 @@ def test_group_without_commits_honours_auto_offset_reset(gbroker, topic):
     create_topic(b, topic, 1)
     old = produce_values(b, topic, "old", 20)
 
-    def subscribed(reset, group):
-        """Polls until assigned; returns the consumer and anything polled meanwhile (messages
-        and errors other than partition EOF)."""
+    def is_eof(m):
+        return m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF
+
+    def subscribed(reset, group, **extra):
+        """Polls until assigned; returns the consumer and anything polled meanwhile (messages,
+        errors, and partition EOF events where `extra` enables them)."""
         assigned = []
-        c = consumer(b, **{"group.id": group, "auto.offset.reset": reset, "enable.auto.offset.store": True})
+        c = consumer(b, **{"group.id": group, "auto.offset.reset": reset, "enable.auto.offset.store": True,
+                           **extra})
         c.subscribe([topic], on_assign=lambda _c, ps: assigned.extend(ps))
         deadline = time.time() + 30
         while not assigned and time.time() < deadline:
             m = c.poll(0.2)
-            if m is not None and (not m.error() or m.error().code() != KafkaError._PARTITION_EOF):
+            if m is not None:
                 return c, [m]
         return c, []
 
@@ -572,8 +576,16 @@ def test_group_without_commits_honours_auto_offset_reset(gbroker, topic):
                 got.append(m.value().decode())
         return got
 
-    c, early = subscribed("latest", "lat-" + topic)
-    time.sleep(1)  # the position is resolved to the log end
+    c, early = subscribed("latest", "lat-" + topic, **{"enable.partition.eof": True})
+    # Only once the fetcher reports the partition's end has "latest" been resolved; messages
+    # produced before that could land before the position (a fixed sleep was too short on a
+    # loaded host).
+    deadline = time.time() + 30
+    while not any(is_eof(m) for m in early) and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is not None:
+            early.append(m)
+    assert any(is_eof(m) for m in early), f"the consumer never reached the partition's end: {early}"
     new = produce_values(b, topic, "new", 10)
     got = read_values(c, [m.value().decode() for m in early if not m.error()], 10)
     c.close()
