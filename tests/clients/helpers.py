@@ -7,6 +7,17 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
+def wait_until(cond, timeout_s, interval_s=0.1):
+    """Polls `cond` every `interval_s` until it holds or `timeout_s` passes; returns whether it
+    holds (callers assert, with their own message)."""
+    deadline = time.time() + timeout_s
+    while not cond():
+        if time.time() >= deadline:
+            return False
+        time.sleep(interval_s)
+    return True
+
+
 def admin(bootstrap):
     return AdminClient({"bootstrap.servers": bootstrap})
 

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
-from helpers import consume_all, consumer, create_topic, produce
+from helpers import consume_all, consumer, create_topic, produce, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -88,13 +88,6 @@ def stream(bootstrap, topic, acked, failed, stop, conf):
         p.poll(0.001)
     p.flush(60)
     return i
-
-
-def wait_until(cond, timeout_s):
-    """Polls `cond` every 0.1 s until it holds or `timeout_s` passes (the caller asserts after)."""
-    deadline = time.time() + timeout_s
-    while not cond() and time.time() < deadline:
-        time.sleep(0.1)
 
 
 def run_stream_with(broker, topic, partitions, conf, disturb):

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from helpers import consumer, create_topic, produce
+from helpers import consumer, create_topic, produce, wait_until
 
 pytestmark = [pytest.mark.timeout(150)]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -125,12 +125,8 @@ class Member:
 
 
 def wait_for(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    if not wait_until(cond, timeout, interval_s=0.2):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def produce_values(bootstrap, topic, prefix, n):
@@ -597,7 +593,7 @@ def test_group_without_commits_honours_auto_offset_reset(gbroker, topic):
     deadline = time.time() + 20
     while err is None and not read and time.time() < deadline:
         m = c.poll(0.2)
-        if m is not None and m.error() and m.error().code() != KafkaError._PARTITION_EOF:
+        if m is not None and m.error() and not is_eof(m):
             err = m.error()
         elif m is not None and not m.error():
             read.append(m)

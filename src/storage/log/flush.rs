@@ -335,32 +335,7 @@ impl PartitionLog {
         drop(writes);
         Ok(file)
     }
-}
 
-/// What a job writes, in order: the kept partial page, then each batch as its assigned base
-/// offset (`prefixes`, one per batch) followed by the rest of the producer's bytes.
-fn job_slices<'a>(
-    tail: &'a [u8],
-    parts: &'a [StagedBatch],
-    prefixes: &'a [[u8; 8]],
-) -> Vec<&'a [u8]> {
-    debug_assert_eq!(parts.len(), prefixes.len(), "one prefix per batch");
-    let mut slices: Vec<&[u8]> = Vec::with_capacity(2 * parts.len() + 1);
-    if !tail.is_empty() {
-        slices.push(tail);
-    }
-    for (b, prefix) in parts.iter().zip(prefixes) {
-        debug_assert!(
-            b.bytes.len() >= BATCH_HEADER_LEN,
-            "validate_batches admits whole batches only"
-        );
-        slices.push(prefix);
-        slices.push(&b.bytes[8..]);
-    }
-    slices
-}
-
-impl PartitionLog {
     /// A sealed segment is fully written: trim its page padding and save its indexes.
     pub(super) async fn finalize_segment(&self, base: i64) -> Result<(), StorageError> {
         let (file, size, index, times) = {
@@ -417,4 +392,27 @@ impl PartitionLog {
             let _ = tx.send(Err(why.clone()));
         }
     }
+}
+
+/// What a job writes, in order: the kept partial page, then each batch as its assigned base
+/// offset (`prefixes`, one per batch) followed by the rest of the producer's bytes.
+fn job_slices<'a>(
+    tail: &'a [u8],
+    parts: &'a [StagedBatch],
+    prefixes: &'a [[u8; 8]],
+) -> Vec<&'a [u8]> {
+    debug_assert_eq!(parts.len(), prefixes.len(), "one prefix per batch");
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(2 * parts.len() + 1);
+    if !tail.is_empty() {
+        slices.push(tail);
+    }
+    for (b, prefix) in parts.iter().zip(prefixes) {
+        debug_assert!(
+            b.bytes.len() >= BATCH_HEADER_LEN,
+            "validate_batches admits whole batches only"
+        );
+        slices.push(prefix);
+        slices.push(&b.bytes[8..]);
+    }
+    slices
 }
